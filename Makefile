@@ -1,0 +1,30 @@
+# estiba: the README's two commands are `make run` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: setup run test check lint bench debian-image
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@bash scripts/run.sh
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PYTEST) -p no:cacheprovider
+
+# The fast loop: lint and the quick tests.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PYTEST) -p no:cacheprovider -m "not slow and not browser" -x -q
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

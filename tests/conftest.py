@@ -1,0 +1,3 @@
+"""Session-wide fixtures: real services and a real engine (see tests/fixtures/)."""
+
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.engine"]
