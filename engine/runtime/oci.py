@@ -1,0 +1,130 @@
+"""The OCI runtime (runc or crun): the program that turns a bundle into a process.
+
+An OCI runtime reads a bundle (a ``config.json`` plus a root filesystem) and
+asks the kernel for the namespaces, cgroups, mounts, capabilities and seccomp
+filter the spec describes, then runs the process. estiba never does those
+system calls itself: it writes the spec and drives the runtime's command line
+(``create``, ``run``, ``kill``, ``pause``, ``delete``, ``exec``, ``state``),
+exactly as containerd does. Every call goes through :meth:`OCIRuntime.command`
+so the runtime's own state directory (``--root``) is always the same one.
+
+crun 1.8 refuses a cgroup v1/v2 *hybrid* host ("cgroups in hybrid mode not
+supported"). It is made to work by running it inside a private mount
+namespace where the (nearly empty) v2 tree's ``cgroup.controllers`` is
+hidden under ``/dev/null``: crun then sees a plain v1 host. The default picks
+crun where it works without that trick and runc otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import RuntimeFailure
+from engine.hostinfo import cgroup_hybrid
+
+UNIFIED_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
+
+
+@dataclass
+class OCIRuntime:
+    """One OCI runtime binary and its state directory."""
+
+    name: str  # "runc" | "crun"
+    binary: str
+    state_root: Path
+    #: Wrap every call so crun sees a v1-only host (crun on a hybrid host).
+    hide_unified: bool = False
+    _version: str | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> str:
+        """The runtime's version number, e.g. ``1.1.5`` (``--version``'s first line)."""
+        if self._version is None:
+            try:
+                out = subprocess.run(
+                    [self.binary, "--version"], capture_output=True, text=True, timeout=10
+                ).stdout
+                first = out.splitlines()[0] if out else ""
+                self._version = first.split("version", 1)[-1].strip().split("+")[0] or "unknown"
+            except (OSError, subprocess.SubprocessError):
+                self._version = "unknown"
+        return self._version
+
+    def command(self, subcommand: str, *args: str) -> list[str]:
+        """The argv for ``<runtime> --root <state_root> <subcommand> <args...>``.
+
+        Everyone (containers, exec, top) builds runtime calls here, so the
+        crun wrapper and the state directory are never forgotten.
+        """
+        argv = [self.binary, "--root", str(self.state_root), subcommand, *args]
+        if self.hide_unified:
+            script = f"mount --bind /dev/null {UNIFIED_CONTROLLERS} && exec \"$@\""
+            return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                    "sh", *argv]
+        return argv
+
+    def run(self, subcommand: str, *args: str, timeout: float = 60, **kw) -> str:
+        """Run a subcommand and return its stdout; its stderr becomes a RuntimeFailure."""
+        argv = self.command(subcommand, *args)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeFailure(f"{self.name} {subcommand} timed out after {timeout}s") from exc
+        if proc.returncode != 0:
+            raise RuntimeFailure(
+                f"{self.name} {subcommand} {' '.join(args[-1:])} failed: "
+                f"{_last_error(proc.stderr or proc.stdout)}"
+            )
+        return proc.stdout
+
+    def state(self, runtime_id: str) -> dict | None:
+        """The runtime's view of a container (status, pid), or None if it knows none."""
+        proc = subprocess.run(self.command("state", runtime_id), capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None
+        try:
+            return json.loads(proc.stdout)
+        except ValueError:
+            return None
+
+    def delete(self, runtime_id: str, force: bool = True) -> None:
+        """Forget a container and remove its cgroups; a missing one is no error."""
+        args = ["--force", runtime_id] if force else [runtime_id]
+        subprocess.run(self.command("delete", *args), capture_output=True)
+
+
+def _last_error(text: str) -> str:
+    """runc logs JSON-ish lines; the last meaningful line is the reason."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    if not lines:
+        return "no message"
+    last = lines[-1]
+    if 'msg="' in last:
+        last = last.split('msg="', 1)[1].rsplit('"', 1)[0]
+    elif last.startswith("{"):
+        try:
+            last = json.loads(last).get("msg", last)
+        except ValueError:
+            pass
+    return last.replace("\\n", " ").replace('\\"', '"')
+
+
+def select_runtime(wanted: str | None, run_dir: Path) -> OCIRuntime:
+    """Pick runc or crun (``EngineConfig.runtime``); None means crun where it works."""
+    hybrid = cgroup_hybrid()
+    if wanted not in (None, "", "crun", "runc"):
+        raise RuntimeFailure(f"unknown OCI runtime {wanted!r}: use 'crun' or 'runc'")
+    if not wanted:
+        wanted = "crun" if shutil.which("crun") and not hybrid else "runc"
+        if not shutil.which(wanted):
+            wanted = "crun" if shutil.which("crun") else "runc"
+    binary = shutil.which(wanted)
+    if binary is None:
+        raise RuntimeFailure(f"OCI runtime {wanted} is not installed (apt-get install {wanted})")
+    state_root = Path(run_dir) / "runtime" / wanted
+    state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return OCIRuntime(wanted, binary, state_root, hide_unified=(wanted == "crun" and hybrid))
