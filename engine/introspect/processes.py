@@ -71,8 +71,8 @@ def process_tree(init_pid: int) -> list[ProcessRow]:
             if namespace_inode(pid, "pid") != target:
                 continue
             status = read_status(pid)
-        except NotFound:
-            continue  # exited while we looked
+        except (NotFound, PermissionError):
+            continue  # exited while we looked, or hidden from us (ptrace rules)
         ids = tuple(int(x) for x in status.get("NSpid", entry).split())
         if len(ids) <= level:
             continue

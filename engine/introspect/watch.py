@@ -80,6 +80,22 @@ class UpperDirWatcher:
     def _in_lower(self, rel: str) -> bool:
         return any(os.path.lexists(low / rel) for low in self.lowers)
 
+    def _new_dir(self, path: Path) -> list[dict]:
+        """Watch a directory that just appeared, and report what it already holds.
+
+        Copy-up creates the parent directories first, then the file: the file
+        may land before the new directory's watch exists.
+        """
+        self._add_tree(path)
+        found = []
+        for root, dirnames, filenames in os.walk(path):
+            for name in dirnames + filenames:
+                mask = IN_CREATE | (IN_ISDIR if name in dirnames else 0)
+                change = self._classify(mask, Path(root) / name)
+                if change:
+                    found.append(change)
+        return found
+
     def _classify(self, mask: int, path: Path) -> dict | None:
         rel = str(path.relative_to(self.upper))
         event = {"path": "/" + rel, "time": time.time(), "dir": bool(mask & IN_ISDIR)}
@@ -90,8 +106,6 @@ class UpperDirWatcher:
         except FileNotFoundError:
             return None  # came and went before we looked
         if mask & (IN_CREATE | IN_MOVED_TO):
-            if mask & IN_ISDIR:
-                self._add_tree(path)
             if is_whiteout(st):
                 return {**event, "kind": "whiteout"}
             if self._in_lower(rel):
@@ -122,9 +136,16 @@ class UpperDirWatcher:
             base = self.dirs.get(wd)
             if base is None or not name:
                 continue
-            change = self._classify(mask, base / os.fsdecode(name))
+            path = base / os.fsdecode(name)
+            change = self._classify(mask, path)
             if change:
                 out.append(change)
+                if (
+                    change["kind"] != "removed"
+                    and change["dir"]
+                    and mask & (IN_CREATE | IN_MOVED_TO)
+                ):
+                    out += self._new_dir(path)
         return out
 
     def stream(self, duration: float, tick: float = 0.5) -> Iterator[dict]:
