@@ -1,0 +1,281 @@
+"""The API's operations on the host's worker, through ``estiba.gateway``.
+
+The worker runs only the engine methods ``estiba.ops`` whitelists, and returns
+engine objects already as Docker JSON; this module maps each operation of
+``dockerapi.ops`` onto those calls so the handlers do not care which backend
+they have. Long output (pull progress, logs, build output, events) arrives as a
+Redis stream through ``gateway.stream``; terminals through ``gateway.session``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from dockerapi.backend import iterate_in_thread
+from engine.errors import EngineError, InvalidArgument
+
+LONG = 3600.0
+
+
+class GatewayBackend:
+    def __init__(self, host: str | None = None) -> None:
+        from estiba import gateway
+
+        self.gw = gateway
+        self.host = host
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _call(self, op: str, *args: Any, timeout: float = 60, **kwargs: Any) -> Any:
+        return self.gw.call(op, *args, host=self.host, timeout=timeout, **kwargs)
+
+    def _stream(self, op: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return self.gw.stream(op, *args, host=self.host, **kwargs)
+
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self, "op_" + name, None)
+        if fn is None:
+            raise InvalidArgument(f"{name} is not available through the workers yet")
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def stream(self, name: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        fn = getattr(self, "st_" + name)
+        return iterate_in_thread(lambda: fn(*args, **kwargs))
+
+    async def exec_session(self, exec_id: str):
+        return await asyncio.to_thread(self.gw.session, "containers.exec_start", exec_id,
+                                       host=self.host)
+
+    async def attach_session(self, id: str, **kwargs: Any):
+        return await asyncio.to_thread(self.gw.session, "containers.attach", id,
+                                       host=self.host, **kwargs)
+
+    # --- system ---------------------------------------------------------------------------
+    def op_system_info(self) -> dict:
+        return self._call("engine.info")
+
+    def op_system_df(self) -> dict:
+        images = self._call("images.list", all=True)
+        usage = {}
+        try:
+            usage = self._call("images.disk_usage") or {}
+        except EngineError:
+            pass
+        return {"LayersSize": usage.get("LayersSize", sum(i.get("Size", 0) for i in images)),
+                "Images": images, "Containers": self._call("containers.list", all=True),
+                "Volumes": self._volumes(), "BuildCache": []}
+
+    def op_events_history(self, since_nano: int = 0, until_nano: int | None = None) -> list:
+        return [e for e in self._call("events.history", since_nano, until_nano)
+                if not e.get("transient")]
+
+    def op_events_offset(self) -> None:
+        return None
+
+    def st_events_follow(self, offset: int | None = None) -> Iterator[dict]:
+        for item in self._stream("events.follow", offset):
+            yield item.get("docker", item)
+
+    # --- containers -----------------------------------------------------------------------
+    def op_container_create(self, spec: dict) -> dict:
+        data = self._call("containers.create", spec)
+        return {"Id": data["Id"], "Warnings": []}
+
+    def op_container_list(self, all: bool = False, filters: dict | None = None,
+                          limit: int = 0) -> list:
+        items = self._call("containers.list", all=all, filters=filters or None)
+        items.sort(key=lambda c: c.get("Created", 0), reverse=True)
+        return items[:limit] if limit and limit > 0 else items
+
+    def op_container_inspect(self, id: str) -> dict:
+        return self._call("containers.get", id)
+
+    def op_container_action(self, action: str, id: str, **kwargs: Any) -> None:
+        if action not in ("start", "stop", "restart", "kill", "pause", "unpause"):
+            raise InvalidArgument(f"unknown container action {action!r}")
+        self._call(f"containers.{action}", id, timeout=120, **kwargs)
+
+    def op_container_wait(self, id: str, condition: str = "not-running",
+                          timeout: float | None = None) -> int:
+        return self._call("containers.wait", id, condition=condition, timeout=LONG)
+
+    def op_container_remove(self, id: str, force: bool = False, volumes: bool = False) -> None:
+        self._call("containers.remove", id, force=force, volumes=volumes, timeout=120)
+
+    def op_container_rename(self, id: str, name: str) -> None:
+        self._call("containers.rename", id, name)
+
+    def op_container_top(self, id: str, ps_args: str = "") -> dict:
+        return self._call("containers.top", id, ps_args)
+
+    def op_container_changes(self, id: str) -> list:
+        return self._call("containers.changes", id)
+
+    def op_container_stats(self, id: str) -> dict:
+        return self._call("containers.stats", id)
+
+    def st_container_stats_stream(self, id: str) -> Iterator[dict]:
+        yield from self._stream("containers.stats_stream", id)
+
+    def st_container_logs(self, id: str, **kwargs: Any) -> Iterator[list]:
+        for entry in self._stream("containers.logs", id, **kwargs):
+            data = entry.get("data", b"")
+            if isinstance(data, str):
+                data = data.encode()
+            yield [entry.get("stream", "stdout"), entry.get("time_nano", 0),
+                   data.decode("latin-1")]
+
+    def op_container_prune(self, filters: dict | None = None) -> dict:
+        return self._call("containers.prune", filters or None, timeout=300)
+
+    def op_container_commit(self, id: str, reference: str | None, **kwargs: Any) -> dict:
+        return {"Id": self._call("containers.commit", id, reference, timeout=600,
+                                 **kwargs)["Id"]}
+
+    # --- exec -----------------------------------------------------------------------------
+    def op_exec_create(self, id: str, cmd: list, **kwargs: Any) -> dict:
+        return {"Id": self._call("containers.exec_create", id, cmd, **kwargs)}
+
+    def op_exec_inspect(self, exec_id: str) -> dict:
+        return self._call("containers.exec_inspect", exec_id)
+
+    # --- images ---------------------------------------------------------------------------
+    def op_image_list(self, all: bool = False, filters: dict | None = None) -> list:
+        return self._call("images.list", filters=filters or None, all=all)
+
+    def op_image_inspect(self, ref: str) -> dict:
+        return self._call("images.resolve", ref)
+
+    def op_image_history(self, ref: str) -> list:
+        return self._call("images.history", ref)
+
+    def op_image_tag(self, src: str, reference: str) -> None:
+        self._call("images.tag", src, reference)
+
+    def op_image_remove(self, ref: str, force: bool = False) -> list:
+        return self._call("images.remove", ref, force=force, timeout=300)
+
+    def op_image_prune(self, dangling_only: bool = True) -> dict:
+        return self._call("images.prune", dangling_only=dangling_only, timeout=600)
+
+    def st_image_pull(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
+        try:
+            for item in self._stream("registry.pull", reference, auth=_creds(auth)):
+                if isinstance(item, dict) and "result" in item and len(item) == 1:
+                    image = item["result"] or {}
+                    yield {"status": f"Digest: {(image.get('RepoDigests') or [''])[0]}"}
+                    yield {"status": f"Status: Downloaded newer image for {reference}"}
+                else:
+                    yield item
+        except EngineError as exc:
+            yield {"error": exc.message, "errorDetail": {"message": exc.message}}
+
+    def st_image_push(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
+        try:
+            image = self._call("images.resolve", reference)
+            for item in self._stream("registry.push", reference, auth=_creds(auth)):
+                if isinstance(item, dict) and "result" in item and len(item) == 1:
+                    digest = item["result"]
+                    last = reference.rsplit("/", 1)[-1]
+                    tag = last.rsplit(":", 1)[1] if ":" in last else "latest"
+                    size = image.get("Size", 0)
+                    yield {"status": f"{tag}: digest: {digest} size: {size}"}
+                    yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest,
+                                                         "Size": size}}
+                else:
+                    yield item
+        except EngineError as exc:
+            yield {"error": exc.message, "errorDetail": {"message": exc.message}}
+
+    def st_image_build(self, context: str, **kwargs: Any) -> Iterator[dict]:
+        try:
+            with open(context, "rb") as fh:
+                data = fh.read()
+        finally:
+            os.unlink(context)
+        try:
+            for item in self._stream("builder.build", data, **kwargs):
+                if isinstance(item, dict) and "result" in item and len(item) == 1:
+                    image_id = (item["result"] or {}).get("Id", "")
+                    yield {"aux": {"ID": image_id}}
+                    yield {"stream": f"Successfully built {image_id.split(':')[-1][:12]}\n"}
+                    for tag in kwargs.get("tags") or []:
+                        yield {"stream": f"Successfully tagged {tag}\n"}
+                else:
+                    yield item
+        except EngineError as exc:
+            yield {"error": exc.message, "errorDetail": {"message": exc.message}}
+
+    def op_image_load(self, src: str) -> list[str]:
+        try:
+            with open(src, "rb") as fh:
+                data = fh.read()
+        finally:
+            os.unlink(src)
+        images = self._call("images.load", data, timeout=600)
+        return [((i.get("RepoTags") or [None])[0] or i.get("Id", "")) for i in images]
+
+    # --- volumes --------------------------------------------------------------------------
+    def _volumes(self, filters: dict | None = None) -> list:
+        return self._call("volumes.list", filters=filters or None) if filters else \
+            self._call("volumes.list")
+
+    def op_volume_create(self, name: str | None = None, driver: str = "local",
+                         labels: dict | None = None, options: dict | None = None) -> dict:
+        return self._call("volumes.create", name, driver=driver, labels=labels or {},
+                          options=options or {})
+
+    def op_volume_list(self, filters: dict | None = None) -> dict:
+        return {"Volumes": self._volumes(filters), "Warnings": []}
+
+    def op_volume_inspect(self, name: str) -> dict:
+        return self._call("volumes.get", name)
+
+    def op_volume_remove(self, name: str, force: bool = False) -> None:
+        self._call("volumes.remove", name, force=force)
+
+    def op_volume_prune(self, filters: dict | None = None) -> dict:
+        result = self._call("volumes.prune")
+        return result if isinstance(result, dict) else {"VolumesDeleted": result or [],
+                                                        "SpaceReclaimed": 0}
+
+    # --- networks -------------------------------------------------------------------------
+    def op_network_create(self, body: dict) -> dict:
+        from dockerapi.ops import network_create_kwargs
+
+        name, kwargs = network_create_kwargs(body)
+        data = self._call("networks.create", name, **kwargs)
+        return {"Id": data.get("Id", ""), "Warning": ""}
+
+    def op_network_list(self, filters: dict | None = None) -> list:
+        return self._call("networks.list", filters=filters or None) if filters else \
+            self._call("networks.list")
+
+    def op_network_inspect(self, id: str) -> dict:
+        return self._call("networks.get", id)
+
+    def op_network_remove(self, id: str) -> None:
+        self._call("networks.remove", id)
+
+    def op_network_prune(self, filters: dict | None = None) -> dict:
+        result = self._call("networks.prune")
+        return result if isinstance(result, dict) else {"NetworksDeleted": result or []}
+
+    def op_network_connect(self, id: str, container: str, endpoint: dict | None = None) -> None:
+        endpoint = endpoint or {}
+        ipam = endpoint.get("IPAMConfig") or {}
+        self._call("networks.connect", id, container, aliases=endpoint.get("Aliases") or [],
+                   ipv4_address=ipam.get("IPv4Address") or None)
+
+    def op_network_disconnect(self, id: str, container: str, force: bool = False) -> None:
+        self._call("networks.disconnect", id, container, force=force)
+
+
+def _creds(auth: dict | None) -> dict | None:
+    if not auth:
+        return None
+    from dockerapi.ops import credentials_dict
+
+    return credentials_dict(auth)

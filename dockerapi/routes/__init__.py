@@ -1,0 +1,1 @@
+"""Handlers of the Docker Engine API, one module per kind of object."""

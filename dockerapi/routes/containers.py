@@ -1,0 +1,269 @@
+"""Container endpoints: create, list, inspect, lifecycle, logs, stats, attach...
+
+Logs and attach speak Docker's stream format: raw bytes for a container with a
+tty, otherwise *stdcopy* frames (an 8-byte header: stream id, three zero bytes,
+a big-endian length) so one byte stream carries stdout and stderr apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from dockerapi import hijack
+from dockerapi.http import BadRequest, HTTPError, Request, Response, empty, json_response
+from dockerapi.ops import spool_dir
+from dockerapi.translate import container_spec, frame, parse_filters
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+CID = r"(?P<id>[^/]+)"
+
+
+def register(api) -> None:
+    r = api.route
+    r("POST", r"/containers/create", create)
+    r("GET", r"/containers/json", list_containers)
+    r("POST", r"/containers/prune", prune)
+    r("GET", rf"/containers/{CID}/json", inspect)
+    for action in ("start", "stop", "restart", "kill", "pause", "unpause"):
+        r("POST", rf"/containers/{CID}/{action}", _action(action))
+    r("POST", rf"/containers/{CID}/wait", wait)
+    r("DELETE", rf"/containers/{CID}", remove)
+    r("GET", rf"/containers/{CID}/logs", logs)
+    r("GET", rf"/containers/{CID}/top", top)
+    r("GET", rf"/containers/{CID}/stats", stats)
+    r("GET", rf"/containers/{CID}/changes", changes)
+    r("GET", rf"/containers/{CID}/export", export)
+    r("POST", rf"/containers/{CID}/rename", rename)
+    r("POST", rf"/containers/{CID}/resize", resize)
+    r("POST", rf"/containers/{CID}/attach", attach)
+    r("POST", r"/commit", commit)
+
+
+async def _inspect(api, req: Request, id: str) -> dict:
+    data = await api.backend.call("container_inspect", id)
+    await api.policy.check(req, "container", data["Id"], data.get("Name", ""))
+    return data
+
+
+async def create(api, req: Request) -> Response:
+    name = req.query.get("name") or None
+    if name and not NAME_RE.match(name):
+        raise BadRequest(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                         "are allowed")
+    body = await req.json({})
+    spec = container_spec(body, name.lstrip("/") if name else None)
+    await api.policy.check_create(req, "container", spec)
+    result = await api.backend.call("container_create", spec)
+    await api.policy.record(req, "container", result["Id"], name or "")
+    return json_response(result, 201)
+
+
+async def list_containers(api, req: Request) -> Response:
+    filters = parse_filters(req.query.get("filters"))
+    items = await api.backend.call("container_list", all=req.qbool("all"), filters=filters,
+                                   limit=req.qint("limit", 0) or 0)
+    items = await api.policy.filter_list(req, "container", items)
+    return json_response(items)
+
+
+async def inspect(api, req: Request, id: str) -> Response:
+    return json_response(await _inspect(api, req, id))
+
+
+def _action(action: str):
+    async def handler(api, req: Request, id: str) -> Response:
+        data = await _inspect(api, req, id)
+        kwargs: dict[str, Any] = {}
+        if action in ("stop", "restart"):
+            t = req.qint("t")
+            if t is not None:
+                kwargs["timeout"] = t
+        if action == "kill":
+            kwargs["signal"] = req.query.get("signal") or "SIGKILL"
+        await api.backend.call("container_action", action, data["Id"], **kwargs)
+        return empty(204)
+
+    handler.__name__ = action
+    return handler
+
+
+async def wait(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    condition = req.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise BadRequest(f"invalid condition {condition!r}: not-running, next-exit or removed")
+    # Headers go out at once (the docker CLI waits for them before `start`), the
+    # body when the container has stopped.
+    call = asyncio.ensure_future(api.backend.call("container_wait", data["Id"], condition))
+
+    async def gen():
+        try:
+            code = await call
+            body = {"StatusCode": code, "Error": None}
+        except Exception as exc:  # the container vanished, or the host failed
+            body = {"StatusCode": -1, "Error": {"Message": getattr(exc, "message", str(exc))}}
+        yield json.dumps(body).encode() + b"\n"
+
+    return Response(200, stream=gen())
+
+
+async def remove(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    await api.backend.call("container_remove", data["Id"], force=req.qbool("force"),
+                           volumes=req.qbool("v"))
+    await api.policy.forget(req, "container", data["Id"])
+    return empty(204)
+
+
+def _since(value: str | None) -> float:
+    if not value:
+        return 0
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise BadRequest(f"since/until must be a unix timestamp, not {value!r}") from exc
+
+
+def rfc3339(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+async def logs(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    stdout, stderr = req.qbool("stdout"), req.qbool("stderr")
+    if not (stdout or stderr):
+        raise BadRequest("you must choose at least one stream (stdout or stderr)")
+    tail = req.query.get("tail", "all")
+    if tail in ("all", "", None):
+        tail_n = None
+    else:
+        try:
+            tail_n = int(tail)
+        except ValueError as exc:
+            raise BadRequest(f"tail must be a number or 'all', not {tail!r}") from exc
+        if tail_n < 0:
+            tail_n = None
+    until = _since(req.query.get("until")) or None
+    tty = bool((data.get("Config") or {}).get("Tty"))
+    timestamps = req.qbool("timestamps")
+    source = api.backend.stream("container_logs", data["Id"], follow=req.qbool("follow"),
+                                since=_since(req.query.get("since")), until=until, tail=tail_n,
+                                timestamps=False, stdout=stdout, stderr=stderr)
+
+    async def gen():
+        async for stream_name, time_nano, text in source:
+            payload = text.encode("latin-1")
+            if timestamps:
+                payload = rfc3339(time_nano).encode() + b" " + payload
+            yield payload if tty else frame(stream_name, payload)
+
+    kind = "application/vnd.docker.raw-stream" if tty else \
+        "application/vnd.docker.multiplexed-stream"
+    return Response(200, stream=gen(), content_type=kind)
+
+
+async def top(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    return json_response(await api.backend.call("container_top", data["Id"],
+                                                req.query.get("ps_args", "")))
+
+
+async def stats(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    one = req.qbool("one-shot") or not req.qbool("stream", True)
+    if one:
+        return json_response(await api.backend.call("container_stats", data["Id"]))
+
+    async def gen():
+        async for sample in api.backend.stream("container_stats_stream", data["Id"]):
+            yield json.dumps(sample).encode() + b"\n"
+
+    return Response(200, stream=gen())
+
+
+async def changes(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    return json_response(await api.backend.call("container_changes", data["Id"]) or None)
+
+
+async def _file_stream(path: str):
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                piece = await asyncio.to_thread(fh.read, 256 * 1024)
+                if not piece:
+                    return
+                yield piece
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+async def export(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    dest = str(spool_dir() / f"export-{uuid.uuid4().hex}.tar")
+    await api.backend.call("container_export", data["Id"], dest)
+    return Response(200, stream=_file_stream(dest), content_type="application/x-tar")
+
+
+async def rename(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    name = req.query.get("name", "")
+    if not NAME_RE.match(name):
+        raise BadRequest(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                         "are allowed")
+    await api.backend.call("container_rename", data["Id"], name.lstrip("/"))
+    return empty(204)
+
+
+async def prune(api, req: Request) -> Response:
+    if not req.is_admin:
+        raise HTTPError(403, "only an administrator may prune containers")
+    return json_response(await api.backend.call(
+        "container_prune", parse_filters(req.query.get("filters"))))
+
+
+async def resize(api, req: Request, id: str) -> Response:
+    data = await _inspect(api, req, id)
+    h, w = req.qint("h", 0) or 0, req.qint("w", 0) or 0
+    hijack.resize("container:" + data["Id"], h, w)
+    return empty(200)
+
+
+async def attach(api, req: Request, id: str) -> Response | None:
+    data = await _inspect(api, req, id)
+    tty = bool((data.get("Config") or {}).get("Tty"))
+    want_in = req.qbool("stdin")
+    kwargs = {"stdin": want_in, "stdout": req.qbool("stdout"), "stderr": req.qbool("stderr"),
+              "logs": req.qbool("logs"), "stream": req.qbool("stream")}
+    session = await api.backend.attach_session(data["Id"], **kwargs)
+    reader, writer = await req.hijack(
+        "application/vnd.docker.raw-stream" if tty else
+        "application/vnd.docker.multiplexed-stream")
+    await hijack.bridge("container:" + data["Id"], session, reader, writer, tty=tty,
+                        stdin=want_in)
+    return None
+
+
+async def commit(api, req: Request) -> Response:
+    container = req.query.get("container", "")
+    data = await _inspect(api, req, container)
+    repo, tag = req.query.get("repo", ""), req.query.get("tag", "")
+    reference = f"{repo}:{tag or 'latest'}" if repo else None
+    config = await req.json({}) or {}
+    result = await api.backend.call("container_commit", data["Id"], reference,
+                                    comment=req.query.get("comment", ""),
+                                    author=req.query.get("author", ""),
+                                    changes=[c for c in req.query_list if c[0] == "changes"]
+                                    and [v for k, v in req.query_list if k == "changes"],
+                                    config=config)
+    return json_response(result, 201)

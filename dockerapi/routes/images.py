@@ -1,0 +1,184 @@
+"""Image endpoints: pull, push, build (JSON progress streams), list, inspect, tag...
+
+Request bodies that are tarballs (a build context, ``docker load``) are
+spooled to a private file first: the worker on this host reads it from there,
+and a client that hangs up half-way leaves nothing behind but a file we delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from dockerapi.http import BadRequest, HTTPError, Request, Response, json_response
+from dockerapi.ops import decode_registry_auth, spool_dir
+from dockerapi.routes.containers import _file_stream
+from dockerapi.translate import parse_filters
+
+NAME = r"(?P<name>.+)"
+MAX_CONTEXT = int(os.environ.get("ESTIBA_API_MAX_CONTEXT", str(2 * 1024**3)))
+
+
+def register(api) -> None:
+    r = api.route
+    r("POST", r"/images/create", create)
+    r("GET", r"/images/json", list_images)
+    r("POST", r"/images/prune", prune)
+    r("GET", r"/images/get", get_many)
+    r("POST", r"/images/load", load)
+    r("POST", r"/build", build)
+    r("GET", rf"/images/{NAME}/json", inspect)
+    r("GET", rf"/images/{NAME}/history", history)
+    r("POST", rf"/images/{NAME}/tag", tag)
+    r("POST", rf"/images/{NAME}/push", push)
+    r("GET", rf"/images/{NAME}/get", get_one)
+    r("DELETE", rf"/images/{NAME}", remove)
+
+
+def _jsonl(source):
+    async def gen():
+        async for item in source:
+            yield json.dumps(item).encode() + b"\r\n"
+
+    return gen()
+
+
+def _auth(req: Request) -> dict | None:
+    try:
+        return decode_registry_auth(req.headers.get("x-registry-auth"))
+    except Exception as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+async def create(api, req: Request) -> Response:
+    image = req.query.get("fromImage", "")
+    if req.query.get("fromSrc"):
+        raise HTTPError(501, "importing a rootfs tarball through the API is not supported yet; "
+                        "use `docker load` for image archives")
+    if not image:
+        raise BadRequest("fromImage is required (the image to pull)")
+    tag = req.query.get("tag", "")
+    if tag:
+        reference = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+    else:
+        reference = image if (":" in image.rsplit("/", 1)[-1] or "@" in image) \
+            else image + ":latest"
+    await api.policy.check_create(req, "image", {"reference": reference})
+    source = api.backend.stream("image_pull", reference, auth=_auth(req))
+    return Response(200, stream=_jsonl(source))
+
+
+async def list_images(api, req: Request) -> Response:
+    filters = parse_filters(req.query.get("filters"))
+    items = await api.backend.call("image_list", all=req.qbool("all"), filters=filters)
+    return json_response(items)
+
+
+async def inspect(api, req: Request, name: str) -> Response:
+    return json_response(await api.backend.call("image_inspect", name))
+
+
+async def history(api, req: Request, name: str) -> Response:
+    return json_response(await api.backend.call("image_history", name))
+
+
+async def tag(api, req: Request, name: str) -> Response:
+    repo = req.query.get("repo", "")
+    if not repo:
+        raise BadRequest("repo is required (the new name)")
+    await api.policy.check_admin_or_owner(req, "image", name)
+    reference = f"{repo}:{req.query.get('tag') or 'latest'}"
+    await api.backend.call("image_tag", name, reference)
+    return Response(201, b"", content_type="")
+
+
+async def push(api, req: Request, name: str) -> Response:
+    tag = req.query.get("tag", "")
+    reference = f"{name}:{tag}" if tag else name
+    await api.policy.check_admin_or_owner(req, "image", reference)
+    source = api.backend.stream("image_push", reference, auth=_auth(req))
+    return Response(200, stream=_jsonl(source))
+
+
+async def remove(api, req: Request, name: str) -> Response:
+    await api.policy.check_admin_or_owner(req, "image", name)
+    return json_response(await api.backend.call("image_remove", name,
+                                                force=req.qbool("force")))
+
+
+async def prune(api, req: Request) -> Response:
+    if not req.is_admin:
+        raise HTTPError(403, "only an administrator may prune images")
+    filters = parse_filters(req.query.get("filters"))
+    dangling = (filters.get("dangling") or ["true"])[0].lower() not in ("false", "0")
+    result = await api.backend.call("image_prune", dangling_only=dangling)
+    return json_response(result)
+
+
+async def _spool(req: Request, prefix: str) -> str:
+    path = spool_dir() / f"{prefix}-{uuid.uuid4().hex}.tar"
+    size = 0
+    try:
+        with open(path, "wb") as fh:
+            os.chmod(path, 0o600)
+            async for piece in req.iter_body():
+                size += len(piece)
+                if size > MAX_CONTEXT:
+                    raise HTTPError(413, f"request body larger than {MAX_CONTEXT} bytes")
+                fh.write(piece)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+async def build(api, req: Request) -> Response:
+    tags = [v for k, v in req.query_list if k == "t" and v]
+    buildargs = req.qjson("buildargs", {}) or {}
+    labels = req.qjson("labels", {}) or {}
+    if not isinstance(buildargs, dict) or not isinstance(labels, dict):
+        raise BadRequest("buildargs and labels must be JSON objects")
+    if req.query.get("remote"):
+        raise HTTPError(501, "remote build contexts are not supported: send a tar body")
+    await api.policy.check_create(req, "image", {"tags": tags})
+    context = await _spool(req, "build")
+    kwargs = {"dockerfile": req.query.get("dockerfile") or "Dockerfile", "tags": tags,
+              "build_args": {k: v for k, v in buildargs.items() if v is not None},
+              "target": req.query.get("target") or None, "no_cache": req.qbool("nocache"),
+              "labels": labels}
+    quiet = req.qbool("q")
+    source = api.backend.stream("image_build", context, **kwargs)
+
+    async def gen():
+        async for item in source:
+            if quiet and "stream" in item:
+                continue
+            yield json.dumps(item).encode() + b"\r\n"
+
+    return Response(200, stream=gen())
+
+
+async def _save(api, req: Request, names: list[str]) -> Response:
+    if not names:
+        raise BadRequest("names: which images to export")
+    dest = str(spool_dir() / f"save-{uuid.uuid4().hex}.tar")
+    await api.backend.call("image_save", names, dest)
+    return Response(200, stream=_file_stream(dest), content_type="application/x-tar")
+
+
+async def get_one(api, req: Request, name: str) -> Response:
+    return await _save(api, req, [name])
+
+
+async def get_many(api, req: Request) -> Response:
+    return await _save(api, req, [v for k, v in req.query_list if k == "names" and v])
+
+
+async def load(api, req: Request) -> Response:
+    await api.policy.check_create(req, "image", {})
+    src = await _spool(req, "load")
+    loaded = await api.backend.call("image_load", src)
+    lines = b"".join(json.dumps({"stream": f"Loaded image: {name}\n"}).encode() + b"\r\n"
+                     for name in loaded)
+    return Response(200, lines)
