@@ -54,13 +54,18 @@ class OCIRuntime:
                 self._version = "unknown"
         return self._version
 
-    def command(self, subcommand: str, *args: str) -> list[str]:
+    def command(self, subcommand: str, *args: str, log_file: Path | str | None = None) -> list[str]:
         """The argv for ``<runtime> --root <state_root> <subcommand> <args...>``.
 
         Everyone (containers, exec, top) builds runtime calls here, so the
-        crun wrapper and the state directory are never forgotten.
+        crun wrapper and the state directory are never forgotten. ``log_file``
+        sends the runtime's own messages (JSON lines) there instead of stderr,
+        which may be a container's stderr pipe.
         """
-        argv = [self.binary, "--root", str(self.state_root), subcommand, *args]
+        argv = [self.binary, "--root", str(self.state_root)]
+        if log_file is not None:
+            argv += ["--log", str(log_file), "--log-format", "json"]
+        argv += [subcommand, *args]
         if self.hide_unified:
             script = f"mount --bind /dev/null {UNIFIED_CONTROLLERS} && exec \"$@\""
             return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,

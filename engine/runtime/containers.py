@@ -1,0 +1,1181 @@
+"""Containers: Docker's lifecycle over an OCI runtime, with the files as the truth.
+
+A container is a directory (``<root>/containers/<id>/``, see store.py) plus,
+while it runs, a supervisor process (shim.py) and the runtime's own state.
+This module is the lifecycle — create, start, stop (signal, grace period,
+then SIGKILL), kill, restart, pause and unpause (the freezer cgroup), remove,
+wait, rename — with Docker's states (created, running, paused, restarting,
+exited, dead) and exit codes (``128 + signal`` for a killed process, 127 for
+a missing command). Nothing lives only in memory: a new ``ContainerManager``
+(a restarted worker) reads the directories and finds every container again,
+running ones included, because their supervisors never belonged to it.
+
+Starting a container means: mount its overlay root (rootfs.py), check that
+the command exists *in the image*, ask the volume and network managers for
+mounts and a network namespace, write the OCI spec (spec.py) and hand the
+bundle to the supervisor, which runs the runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import re
+import shutil
+import signal as signal_mod
+import socket
+import struct
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from engine.errors import (
+    CommandNotFound,
+    Conflict,
+    EngineError,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+    RuntimeFailure,
+)
+from engine.runtime import rootfs as rootfs_mod
+from engine.runtime import shim
+from engine.runtime.logs import LogEntry, read_logs
+from engine.runtime.oci import OCIRuntime, select_runtime
+from engine.runtime.spec import (
+    DEFAULT_PATH,
+    build_spec,
+    merge_env,
+    resolve_user,
+    resources,
+    seccomp_profile,
+)
+from engine.runtime.store import ContainerDir, parse_rfc3339, read_json, rfc3339
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_ADJ = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+        "merry", "nifty", "proud", "quirky", "serene", "tender", "vivid", "witty", "zen"]
+_NOUN = ["ada", "babbage", "curie", "dijkstra", "euler", "fermat", "gauss", "hopper", "kepler",
+         "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing"]
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+
+@dataclass
+class EndpointSpec:
+    aliases: list[str] = field(default_factory=list)
+    ipv4_address: str = ""
+
+
+@dataclass
+class MountSpec:
+    type: str  # "bind" | "volume" | "tmpfs"
+    source: str = ""
+    target: str = ""
+    read_only: bool = False
+    tmpfs_size: int | None = None
+    propagation: str | None = None
+
+
+@dataclass
+class ContainerSpec:
+    """What ``docker create`` takes; everything but the image is optional."""
+
+    image: str
+    name: str | None = None
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    memory: int = 0
+    memory_swap: int = 0
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    nano_cpus: int = 0
+    cpuset_cpus: str = ""
+    pids_limit: int = 0
+    restart_policy: str = "no"
+    network_mode: str = "bridge"
+    networks: dict[str, EndpointSpec] = field(default_factory=dict)
+    port_bindings: dict[str, list[dict]] = field(default_factory=dict)
+    publish_all_ports: bool = False
+    exposed_ports: dict[str, dict] = field(default_factory=dict)
+    mounts: list[MountSpec] = field(default_factory=list)
+    auto_remove: bool = False
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    read_only: bool = False
+    #: (height, width) of the terminal when ``tty`` is set.
+    tty_size: tuple[int, int] | None = None
+    log_max_size: int = 20 * 1024 * 1024
+    log_max_files: int = 3
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        kw["networks"] = {k: v if isinstance(v, EndpointSpec) else EndpointSpec(**v)
+                          for k, v in (kw.get("networks") or {}).items()}
+        kw["mounts"] = [m if isinstance(m, MountSpec) else MountSpec(**m)
+                        for m in kw.get("mounts") or []]
+        return cls(**kw)
+
+
+@dataclass
+class State:
+    """Docker's ``ContainerState``."""
+
+    status: str = "created"
+    running: bool = False
+    paused: bool = False
+    restarting: bool = False
+    oom_killed: bool = False
+    dead: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: str = "0001-01-01T00:00:00Z"
+    finished_at: str = "0001-01-01T00:00:00Z"
+    restart_count: int = 0
+
+    @classmethod
+    def from_disk(cls, d: dict[str, Any]) -> State:
+        return cls(d["Status"], d["Running"], d["Paused"], d["Restarting"], d["OOMKilled"],
+                   d["Dead"], d["Pid"], d["ExitCode"], d["Error"], d["StartedAt"],
+                   d["FinishedAt"], d["RestartCount"])
+
+    def to_docker(self) -> dict[str, Any]:
+        return {"Status": self.status, "Running": self.running, "Paused": self.paused,
+                "Restarting": self.restarting, "OOMKilled": self.oom_killed, "Dead": self.dead,
+                "Pid": self.pid, "ExitCode": self.exit_code, "Error": self.error,
+                "StartedAt": self.started_at, "FinishedAt": self.finished_at}
+
+
+@dataclass
+class Container:
+    """One container as its files describe it (a snapshot: call ``get`` again for news)."""
+
+    id: str
+    name: str
+    image_id: str
+    image_name: str
+    created: str
+    state: State
+    spec: ContainerSpec
+    path: str
+    args: list[str]
+    runtime_id: str
+    dir: Path
+    cgroups_path: str
+    config: dict[str, Any]
+
+    pid = property(lambda self: self.state.pid)
+    bundle = property(lambda self: self.dir / "bundle")
+    rootfs = property(lambda self: self.dir / "bundle" / "rootfs")
+    upper_dir = property(lambda self: self.dir / "fs" / "upper")
+    log_path = property(lambda self: self.dir / f"{self.id}-json.log")
+
+    @property
+    def cgroup_paths(self) -> dict[str, Path]:
+        """Where this container's cgroups live: v1 controller -> dir, or {"unified": dir}."""
+        base = Path("/sys/fs/cgroup")
+        rel = self.cgroups_path.lstrip("/")
+        if (base / "cgroup.controllers").exists():
+            return {"unified": base / rel}
+        return {c: base / c / rel for c in ("memory", "cpu", "cpuacct", "cpuset", "pids",
+                                            "freezer", "blkio", "devices")
+                if (base / c).is_dir()}
+
+    @property
+    def network_settings(self) -> dict[str, Any]:
+        return self.config.get("NetworkSettings") or _empty_network_settings()
+
+    def to_docker_inspect(self) -> dict[str, Any]:
+        spec = self.spec
+        cfg = self.config
+        img_cfg = cfg.get("ImageConfig") or {}
+        return {
+            "Id": self.id,
+            "Created": self.created,
+            "Path": self.path,
+            "Args": self.args,
+            "State": self.state.to_docker(),
+            "Image": self.image_id,
+            "ResolvConfPath": str(self.dir / "resolv.conf"),
+            "HostnamePath": str(self.dir / "hostname"),
+            "HostsPath": str(self.dir / "hosts"),
+            "LogPath": str(self.log_path),
+            "Name": "/" + self.name,
+            "RestartCount": self.state.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": cfg.get("ExecIDs") or None,
+            "HostConfig": self._host_config(),
+            "GraphDriver": {
+                "Name": "overlay2",
+                "Data": {
+                    "LowerDir": ":".join(reversed(cfg.get("LayerDirs") or [])),
+                    "MergedDir": str(self.rootfs),
+                    "UpperDir": str(self.upper_dir),
+                    "WorkDir": str(self.dir / "fs" / "work"),
+                },
+            },
+            "Mounts": cfg.get("Mounts") or [],
+            "Config": {
+                "Hostname": cfg.get("Hostname", ""),
+                "Domainname": spec.domainname,
+                "User": spec.user or img_cfg.get("User", ""),
+                "AttachStdin": spec.open_stdin,
+                "AttachStdout": True,
+                "AttachStderr": True,
+                "ExposedPorts": {**(img_cfg.get("ExposedPorts") or {}), **spec.exposed_ports}
+                or None,
+                "Tty": spec.tty,
+                "OpenStdin": spec.open_stdin,
+                "StdinOnce": spec.stdin_once,
+                "Env": cfg.get("Env") or [],
+                "Cmd": cfg.get("Cmd"),
+                "Image": self.image_name,
+                "Volumes": img_cfg.get("Volumes"),
+                "WorkingDir": cfg.get("WorkingDir", ""),
+                "Entrypoint": cfg.get("Entrypoint"),
+                "OnBuild": None,
+                "Labels": {**(img_cfg.get("Labels") or {}), **spec.labels},
+                "StopSignal": spec.stop_signal or img_cfg.get("StopSignal") or "SIGTERM",
+                **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
+            },
+            "NetworkSettings": self.network_settings,
+        }
+
+    def _host_config(self) -> dict[str, Any]:
+        s = self.spec
+        name, _, count = (s.restart_policy or "no").partition(":")
+        return {
+            "NetworkMode": s.network_mode,
+            "PortBindings": s.port_bindings or {},
+            "PublishAllPorts": s.publish_all_ports,
+            "RestartPolicy": {"Name": name, "MaximumRetryCount": int(count or 0)},
+            "AutoRemove": s.auto_remove,
+            "ReadonlyRootfs": s.read_only,
+            "Memory": s.memory,
+            "MemorySwap": s.memory_swap,
+            "CpuShares": s.cpu_shares,
+            "CpuPeriod": s.cpu_period,
+            "CpuQuota": s.cpu_quota,
+            "NanoCpus": s.nano_cpus,
+            "CpusetCpus": s.cpuset_cpus,
+            "PidsLimit": s.pids_limit or None,
+            "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target,
+                        "ReadOnly": m.read_only} for m in s.mounts],
+            "LogConfig": {"Type": "json-file",
+                          "Config": {"max-size": str(s.log_max_size),
+                                     "max-file": str(s.log_max_files)}},
+            "Runtime": self.config.get("Runtime", ""),
+            "CapAdd": None,
+            "CapDrop": None,
+            "Privileged": False,
+        }
+
+    def to_docker_summary(self) -> dict[str, Any]:
+        cmd = " ".join([self.path, *self.args]).strip()
+        ports = []
+        for key, binds in (self.network_settings.get("Ports") or {}).items():
+            port, _, proto = key.partition("/")
+            for b in binds or [{}]:
+                entry = {"PrivatePort": int(port), "Type": proto or "tcp"}
+                if b and b.get("HostPort"):
+                    entry.update(IP=b.get("HostIp") or "0.0.0.0", PublicPort=int(b["HostPort"]))
+                ports.append(entry)
+        return {
+            "Id": self.id,
+            "Names": ["/" + self.name],
+            "Image": self.image_name,
+            "ImageID": self.image_id,
+            "Command": cmd,
+            "Created": parse_rfc3339(self.created) // 1_000_000_000,
+            "Ports": ports,
+            "Labels": self.to_docker_inspect()["Config"]["Labels"],
+            "State": self.state.status,
+            "Status": human_status(self.state),
+            "HostConfig": {"NetworkMode": self.spec.network_mode},
+            "NetworkSettings": {"Networks": self.network_settings.get("Networks") or {}},
+            "Mounts": self.config.get("Mounts") or [],
+        }
+
+
+def human_status(state: State) -> str:
+    """Docker's ``Status`` column: "Up 3 seconds", "Exited (0) 2 minutes ago"..."""
+    now = time.time_ns()
+    if state.status in ("running", "paused"):
+        text = f"Up {_ago(now - parse_rfc3339(state.started_at))}"
+        return text + " (Paused)" if state.paused else text
+    if state.status == "restarting":
+        return f"Restarting ({state.exit_code}) {_ago(now - parse_rfc3339(state.finished_at))} ago"
+    if state.status == "exited":
+        return f"Exited ({state.exit_code}) {_ago(now - parse_rfc3339(state.finished_at))} ago"
+    return state.status.capitalize()
+
+
+def _ago(ns: int) -> str:
+    s = max(0, ns // 1_000_000_000)
+    if s < 1:
+        return "Less than a second"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return f"{s} second{'s' if s > 1 else ''}"
+
+
+def _empty_network_settings() -> dict[str, Any]:
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "Gateway": "",
+            "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "", "Networks": {}}
+
+
+def parse_signal(sig: str | int | None, default: str = "SIGKILL") -> int:
+    """``"TERM"``, ``"SIGTERM"``, ``"15"`` or 15 -> 15; anything else is an InvalidArgument."""
+    sig = default if sig in (None, "") else sig
+    if isinstance(sig, int) or str(sig).isdigit():
+        num = int(sig)
+        if 0 < num < 65:
+            return num
+        raise InvalidArgument(f"invalid signal: {sig}")
+    name = str(sig).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal_mod.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {sig}") from None
+
+
+def resolve_in_root(root: Path, path: str, max_links: int = 40) -> Path | None:
+    """Resolve ``path`` as seen from inside ``root`` (links are followed *inside* it).
+
+    Returns the host path of the final object, or None when it does not exist.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        host = root.joinpath(*resolved, part)
+        try:
+            st = os.lstat(host)
+        except OSError:
+            return None
+        if (st.st_mode & 0o170000) == 0o120000:
+            links += 1
+            if links > max_links:
+                return None
+            target = os.readlink(host)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+class ContainerManager:
+    """All containers of one engine root."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dir = engine.root / "containers"
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.sock_dir = engine.run_dir / "c"
+        self.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.runtime: OCIRuntime = select_runtime(engine.config.runtime, engine.run_dir)
+
+    # -- lookup -------------------------------------------------------------------
+
+    def _cdir(self, cid: str) -> ContainerDir:
+        return ContainerDir(self.dir / cid)
+
+    def _ids(self) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(self.dir)
+                    if e.is_dir() and len(e.name) == 64 and (Path(e.path) / "config.json").exists()]
+        except FileNotFoundError:
+            return []
+
+    def _find_id(self, id_or_name: str) -> str:
+        key = (id_or_name or "").strip()
+        if not key:
+            raise NotFound("No such container: (empty name)")
+        ids = self._ids()
+        if key in ids:
+            return key
+        name = key.lstrip("/")
+        for cid in ids:
+            if self._cdir(cid).read_config().get("Name") == name:
+                return cid
+        matches = [cid for cid in ids if cid.startswith(key)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple containers match the ID prefix {key!r}")
+        raise NotFound(f"No such container: {key}")
+
+    def get(self, id_or_name: str) -> Container:
+        cid = self._find_id(id_or_name)
+        cdir = self._cdir(cid)
+        cfg = cdir.read_config()
+        if not cfg:
+            raise NotFound(f"No such container: {id_or_name}")
+        self._check_supervisor(cdir)
+        return Container(
+            id=cid, name=cfg["Name"], image_id=cfg["Image"], image_name=cfg["ImageName"],
+            created=cfg["Created"], state=State.from_disk(cdir.read_state()),
+            spec=ContainerSpec.from_dict(cfg["Spec"]), path=cfg["Path"], args=cfg["Args"],
+            runtime_id=cfg["RuntimeID"], dir=cdir.path, cgroups_path=cfg["CgroupsPath"],
+            config=cfg,
+        )
+
+    def list(self, all: bool = False, filters: dict | None = None) -> list[Container]:
+        out = []
+        for cid in self._ids():
+            try:
+                c = self.get(cid)
+            except NotFound:
+                continue
+            if not all and c.state.status not in ("running", "paused", "restarting"):
+                continue
+            if filters and not _matches(c, filters):
+                continue
+            out.append(c)
+        return sorted(out, key=lambda c: c.created, reverse=True)
+
+    def ids_using_image(self, image_id: str) -> list[str]:
+        return [cid for cid in self._ids()
+                if self._cdir(cid).read_config().get("Image") == image_id]
+
+    def upper_dir(self, id_or_name: str) -> Path:
+        return self._cdir(self._find_id(id_or_name)).upper
+
+    # -- create -------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> Container:
+        """Make the container's directory and records; nothing runs yet."""
+        if isinstance(spec, dict):
+            spec = ContainerSpec.from_dict(spec)
+        image = self.engine.images.resolve(spec.image)
+        img_cfg = dict(image.runtime_config or {})
+        _validate(spec)
+        resources(spec)  # a bad limit fails here, before anything is written
+        if spec.entrypoint is not None:
+            entrypoint = list(spec.entrypoint)
+            cmd = list(spec.cmd) if spec.cmd is not None else []
+        else:
+            entrypoint = list(img_cfg.get("Entrypoint") or [])
+            cmd = list(spec.cmd) if spec.cmd is not None else list(img_cfg.get("Cmd") or [])
+        argv = entrypoint + cmd
+        if not argv:
+            raise InvalidArgument(f"no command specified for a container of image {spec.image}")
+        env = merge_env(img_cfg.get("Env") or [], spec.env)
+        cid = uuid.uuid4().hex + uuid.uuid4().hex
+        with self._global_lock():
+            name = spec.name.lstrip("/") if spec.name else self._generate_name()
+            self._check_name_free(name)
+            cdir = self._cdir(cid)
+            for d in (cdir.path, cdir.upper, cdir.work, cdir.rootfs):
+                d.mkdir(parents=True, exist_ok=d != cdir.path)
+            cfg = {
+                "ID": cid,
+                "Name": name,
+                "Created": rfc3339(),
+                "Image": image.id,
+                "ImageName": spec.image,
+                "ImageConfig": img_cfg,
+                "LayerDirs": [str(p) for p in image.layer_dirs()],
+                "Path": argv[0],
+                "Args": argv[1:],
+                "Cmd": cmd or None,
+                "Entrypoint": entrypoint or None,
+                "Env": env,
+                "WorkingDir": spec.working_dir or img_cfg.get("WorkingDir") or "",
+                "Hostname": spec.hostname or cid[:12],
+                "Spec": asdict(spec),
+                "RuntimeID": f"{self.engine.config.prefix}-{cid[:24]}",
+                "CgroupsPath": f"/{self.engine.config.prefix}/{cid}",
+                "Runtime": self.runtime.name,
+                "LogMaxSize": spec.log_max_size,
+                "LogMaxFiles": spec.log_max_files,
+                "Engine": {"root": str(self.engine.root), "run_dir": str(self.engine.run_dir),
+                           "prefix": self.engine.config.prefix,
+                           "runtime": self.engine.config.runtime},
+            }
+            cdir.update_state()
+            cdir.write_config(cfg)
+        self._event("create", cid, name, spec)
+        return self.get(cid)
+
+    def _generate_name(self) -> str:
+        taken = {self._cdir(c).read_config().get("Name") for c in self._ids()}
+        for _ in range(100):
+            name = f"{random.choice(_ADJ)}_{random.choice(_NOUN)}"
+            if name not in taken:
+                return name
+        return f"{random.choice(_ADJ)}_{random.choice(_NOUN)}{random.randint(0, 9999)}"
+
+    def _check_name_free(self, name: str, except_id: str | None = None) -> None:
+        if not _NAME.match(name):
+            raise InvalidArgument(f"Invalid container name ({name}), only "
+                                  "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        for cid in self._ids():
+            if cid != except_id and self._cdir(cid).read_config().get("Name") == name:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{cid}". You have to remove (or rename) that container '
+                               "to be able to reuse that name.")
+
+    @contextlib.contextmanager
+    def _global_lock(self) -> Iterator[None]:
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- start --------------------------------------------------------------------
+
+    def start(self, id_or_name: str) -> None:
+        c = self.get(id_or_name)
+        if c.state.status in ("running", "paused", "restarting"):
+            raise NotModified(f"container {c.name} is already running")
+        cdir = self._cdir(c.id)
+        cdir.update_state(StopRequested=False, ManualStopped=False, Error="")
+        network_ready = False
+        try:
+            layer_dirs = [Path(p) for p in c.config["LayerDirs"]]
+            rootfs_mod.mount_overlay(layer_dirs, cdir.upper, cdir.work, cdir.rootfs)
+            args = [c.path, *c.args]
+            env = c.config["Env"]
+            self._check_command(c, args[0], env)
+            user = resolve_user(cdir.rootfs, c.spec.user or c.config["ImageConfig"].get("User", ""))
+            env = merge_env([f"PATH={DEFAULT_PATH}"], [f"HOSTNAME={c.config['Hostname']}"],
+                            [f"HOME={user['home']}"],
+                            ["TERM=xterm"] if c.spec.tty else [], env)
+            cwd = c.config["WorkingDir"] or "/"
+            self._ensure_dir(cdir.rootfs, cwd)
+            mounts = self._volume_mounts(c)
+            netns, sandbox_files, settings = self._network(c)
+            network_ready = True
+            mounts += self._etc_mounts(c, sandbox_files)
+            oci = build_spec(
+                args=args, env=env, cwd=cwd, user=user["user"], hostname=c.config["Hostname"],
+                domainname=c.spec.domainname, tty=c.spec.tty, resources_=resources(c.spec),
+                cgroups_path=c.cgroups_path, netns_path=netns, extra_mounts=mounts,
+                seccomp=seccomp_profile(str(self.engine.config.seccomp_profile)),
+                read_only=c.spec.read_only,
+            )
+            from engine.runtime.store import write_json_atomic
+
+            write_json_atomic(cdir.bundle / "config.json", oci)
+            cfg = cdir.read_config()
+            cfg["NetworkSettings"] = settings
+            cfg["NetworkSetup"] = c.spec.network_mode not in ("none", "host")
+            cfg["Mounts"] = [_docker_mount(m) for m in mounts
+                             if m.get("type") == "bind" and m["destination"] not in
+                             ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")]
+            cdir.write_config(cfg)
+            shim.spawn(cdir, self.runtime, self.engine.events.journal, self.sock_dir)
+        except EngineError as exc:
+            self._abort_start(c, cdir, str(exc), network_ready,
+                              127 if isinstance(exc, CommandNotFound) else 128)
+            raise
+        except Exception as exc:
+            self._abort_start(c, cdir, str(exc), network_ready, 128)
+            raise RuntimeFailure(f"starting container {c.name} failed: {exc}") from exc
+        self._event("start", c.id, c.name, c.spec)
+
+    def _abort_start(self, c: Container, cdir: ContainerDir, error: str, network: bool,
+                     code: int) -> None:
+        self.runtime.delete(c.runtime_id)
+        with contextlib.suppress(Exception):
+            rootfs_mod.unmount(cdir.rootfs)
+        if network and c.spec.network_mode not in ("none", "host"):
+            with contextlib.suppress(Exception):
+                self.engine.networks.teardown(c.id)
+        cdir.update_state(Error=error, ExitCode=code, Status=c.state.status
+                          if c.state.status != "running" else "exited")
+
+    def _check_command(self, c: Container, prog: str, env: list[str]) -> None:
+        """Docker's check, done before the runtime is asked: the program must exist in the image."""
+        root = self._cdir(c.id).rootfs
+        if "/" in prog:
+            candidates = [prog if prog.startswith("/") else
+                          os.path.join(c.config["WorkingDir"] or "/", prog)]
+        else:
+            path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+            candidates = [os.path.join(d or ".", prog) for d in path.split(":")]
+        for cand in candidates:
+            host = resolve_in_root(root, cand)
+            if host is not None and host.is_file():
+                if not os.access(host, os.X_OK):
+                    raise CommandNotFound(
+                        f'failed to create task for container {c.name}: exec: "{prog}": '
+                        "permission denied")
+                return
+        where = "in $PATH" if "/" not in prog else "(no such file or directory)"
+        raise CommandNotFound(
+            f'failed to create task for container {c.name}: exec: "{prog}": executable file not '
+            f"found {where} of image {c.image_name}")
+
+    @staticmethod
+    def _ensure_dir(root: Path, path: str) -> None:
+        """Make the working dir inside the container's root (never through a link out of it)."""
+        current = root
+        for part in [p for p in path.split("/") if p not in ("", ".", "..")]:
+            nxt = current / part
+            if nxt.is_symlink():
+                target = resolve_in_root(root, str(nxt.relative_to(root)))
+                if target is None or not target.is_dir():
+                    raise InvalidArgument(f"working dir {path} is not a directory in the image")
+                nxt = target
+            elif not nxt.exists():
+                nxt.mkdir(mode=0o755)
+            elif not nxt.is_dir():
+                raise InvalidArgument(f"working dir {path} is not a directory in the image")
+            current = nxt
+
+    def _volume_mounts(self, c: Container) -> list[dict]:
+        image_volumes = c.config["ImageConfig"].get("Volumes") or {}
+        if not c.spec.mounts and not image_volumes:
+            return []
+        try:
+            volumes = self.engine.volumes
+        except ImportError as exc:
+            if c.spec.mounts:
+                raise EngineError("mounts need engine.volumes, which is not installed") from exc
+            return []
+        return list(volumes.prepare_mounts(c.id, c.spec.mounts, image_volumes,
+                                           [Path(p) for p in c.config["LayerDirs"]]))
+
+    def _network(self, c: Container) -> tuple[str | None, dict[str, Path], dict]:
+        mode = c.spec.network_mode or "bridge"
+        if mode == "none":
+            return "", {}, _empty_network_settings()
+        if mode == "host":
+            files = {"hosts": Path("/etc/hosts"), "resolv_conf": Path("/etc/resolv.conf")}
+            return None, files, _empty_network_settings()
+        try:
+            networks = self.engine.networks
+        except ImportError as exc:
+            raise EngineError(f"network mode {mode!r} needs engine.network, which is not "
+                              f"installed; use network_mode='none'") from exc
+        sandbox = networks.setup(c.id, c.name, c.config["Hostname"], mode, c.spec.networks,
+                                 c.spec.port_bindings, c.spec.publish_all_ports,
+                                 c.spec.exposed_ports)
+        files = {k: Path(v) for k, v in (("hosts", sandbox.hosts_file),
+                                          ("resolv_conf", sandbox.resolv_conf)) if v}
+        return sandbox.netns_path, files, sandbox.settings or _empty_network_settings()
+
+    def _etc_mounts(self, c: Container, files: dict[str, Path]) -> list[dict]:
+        cdir = self._cdir(c.id)
+        (cdir.path / "hostname").write_text(c.config["Hostname"] + "\n")
+        hosts = cdir.path / "hosts"
+        if "hosts" in files:
+            hosts.write_bytes(files["hosts"].read_bytes())
+        else:
+            hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
+                             f"127.0.1.1\t{c.config['Hostname']}\n")
+        resolv = cdir.path / "resolv.conf"
+        resolv.write_bytes(files["resolv_conf"].read_bytes() if "resolv_conf" in files else b"")
+        out = []
+        for name, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
+                           ("resolv.conf", "/etc/resolv.conf")):
+            out.append({"destination": dest, "type": "bind", "source": str(cdir.path / name),
+                        "options": ["rbind", "rprivate"]})
+        return out
+
+    # -- signals, stop, restart ---------------------------------------------------------
+
+    def kill(self, id_or_name: str, signal: str | int = "SIGKILL") -> None:
+        c = self.get(id_or_name)
+        num = parse_signal(signal)
+        if c.state.status not in ("running", "paused"):
+            raise Conflict(f"Container {c.id} is not running")
+        self._signal(c, num)
+        self._event("kill", c.id, c.name, c.spec, signal=num)
+
+    def _signal(self, c: Container, num: int) -> None:
+        try:
+            self.runtime.run("kill", c.runtime_id, str(num))
+        except RuntimeFailure:
+            state = self.runtime.state(c.runtime_id)
+            if state and state.get("status") in ("running", "paused", "created"):
+                raise
+
+    def stop(self, id_or_name: str, timeout: int | None = None) -> None:
+        c = self.get(id_or_name)
+        cdir = self._cdir(c.id)
+        if c.state.status not in ("running", "paused", "restarting"):
+            raise NotModified(f"container {c.name} is not running")
+        cdir.update_state(StopRequested=True, ManualStopped=True)
+        if timeout is None:
+            timeout = c.spec.stop_timeout if c.spec.stop_timeout is not None else 10
+        if c.state.status == "restarting":
+            self._wait_stopped(c, 10)
+            self._event("stop", c.id, c.name, c.spec)
+            return
+        sig = parse_signal(c.spec.stop_signal or c.config["ImageConfig"].get("StopSignal"),
+                           "SIGTERM")
+        with contextlib.suppress(RuntimeFailure):
+            self._signal(c, sig)
+            self._event("kill", c.id, c.name, c.spec, signal=sig)
+        if c.state.paused:
+            with contextlib.suppress(RuntimeFailure):
+                self.runtime.run("resume", c.runtime_id)
+        if not self._wait_stopped(c, max(0, timeout)):
+            with contextlib.suppress(RuntimeFailure):
+                self._signal(c, signal_mod.SIGKILL)
+                self._event("kill", c.id, c.name, c.spec, signal=int(signal_mod.SIGKILL))
+            if not self._wait_stopped(c, 30):
+                raise RuntimeFailure(f"container {c.name} did not stop after SIGKILL")
+        self._event("stop", c.id, c.name, c.spec)
+
+    def _wait_stopped(self, c: Container, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        cdir = self._cdir(c.id)
+        while True:
+            self._check_supervisor(cdir)
+            if cdir.read_state()["Status"] not in ("running", "paused", "restarting"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
+
+    def restart(self, id_or_name: str, timeout: int | None = None) -> None:
+        c = self.get(id_or_name)
+        with contextlib.suppress(NotModified):
+            self.stop(c.id, timeout)
+        self.start(c.id)
+        self._event("restart", c.id, c.name, c.spec)
+
+    def pause(self, id_or_name: str) -> None:
+        c = self.get(id_or_name)
+        if c.state.status != "running":
+            raise Conflict(f"Container {c.id} is not running" if c.state.status != "paused"
+                           else f"Container {c.id} is already paused")
+        self.runtime.run("pause", c.runtime_id)
+        self._cdir(c.id).update_state(Status="paused", Paused=True)
+        self._event("pause", c.id, c.name, c.spec)
+
+    def unpause(self, id_or_name: str) -> None:
+        c = self.get(id_or_name)
+        if c.state.status != "paused":
+            raise Conflict(f"Container {c.id} is not paused")
+        self.runtime.run("resume", c.runtime_id)
+        self._cdir(c.id).update_state(Status="running", Paused=False)
+        self._event("unpause", c.id, c.name, c.spec)
+
+    # -- wait, remove, rename -----------------------------------------------------------
+
+    def wait(self, id_or_name: str, condition: str = "not-running",
+             timeout: float | None = None) -> int:
+        """Block until the container stops (or is removed); return its exit code."""
+        cid = self._find_id(id_or_name)
+        cdir = self._cdir(cid)
+        before = cdir.read_state()["FinishedAt"]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            if not cdir.config_file.exists():
+                if condition == "removed":
+                    return int(read_json(cdir.state_file, {}).get("ExitCode", 0) or 0)
+                raise NotFound(f"No such container: {id_or_name}")
+            self._check_supervisor(cdir)
+            state = cdir.read_state()
+            stopped = state["Status"] in ("created", "exited", "dead")
+            if condition == "next-exit":
+                stopped = state["FinishedAt"] != before and state["Status"] != "running"
+            if stopped and condition != "removed":
+                return int(state["ExitCode"])
+            if deadline is not None and time.monotonic() > deadline:
+                raise RuntimeFailure(f"timed out waiting for container {cid[:12]} to stop")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
+
+    def remove(self, id_or_name: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(id_or_name)
+        cdir = self._cdir(c.id)
+        if c.state.status in ("running", "paused", "restarting"):
+            if not force:
+                raise Conflict(f"You cannot remove a {c.state.status} container {c.id}. Stop the "
+                               "container before attempting removal or force remove")
+            cdir.update_state(StopRequested=True, ManualStopped=True)
+            if c.state.status != "restarting":
+                with contextlib.suppress(RuntimeFailure):
+                    self._signal(c, signal_mod.SIGKILL)
+                if c.state.paused:
+                    with contextlib.suppress(RuntimeFailure):
+                        self.runtime.run("resume", c.runtime_id)
+            if not self._wait_stopped(c, 30):
+                raise RuntimeFailure(f"container {c.name} did not die on SIGKILL")
+        self._wait_supervisor_gone(cdir)
+        self.runtime.delete(c.runtime_id)
+        rootfs_mod.unmount(cdir.rootfs)
+        if cdir.read_config().get("NetworkSetup"):
+            with contextlib.suppress(ImportError, NotFound):
+                self.engine.networks.teardown(c.id)
+        if c.spec.mounts or c.config["ImageConfig"].get("Volumes"):
+            with contextlib.suppress(ImportError, NotFound):
+                self.engine.volumes.release(c.id, remove_anonymous=volumes)
+        for cg in c.cgroup_paths.values():
+            with contextlib.suppress(OSError):
+                cg.rmdir()
+        for suffix in (".attach", ".console"):
+            with contextlib.suppress(OSError):
+                (self.sock_dir / f"{c.id[:16]}{suffix}").unlink()
+        if rootfs_mod.mounts_below(cdir.path):
+            raise RuntimeFailure(f"container {c.name} still has mounts under {cdir.path}")
+        trash = self.dir / f".rm-{c.id}"
+        try:
+            os.rename(cdir.path, trash)
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {id_or_name}") from None
+        shutil.rmtree(trash, ignore_errors=True)
+        self._event("destroy", c.id, c.name, c.spec)
+
+    def _wait_supervisor_gone(self, cdir: ContainerDir, timeout: float = 10) -> None:
+        state = cdir.read_state()
+        pid, start = state["ShimPid"], state["ShimStart"]
+        if not pid or pid == os.getpid():
+            return
+        deadline = time.monotonic() + timeout
+        while shim.proc_start_time(pid) == start and start and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def rename(self, id_or_name: str, new_name: str) -> None:
+        c = self.get(id_or_name)
+        new_name = (new_name or "").lstrip("/")
+        with self._global_lock():
+            self._check_name_free(new_name, except_id=c.id)
+            cdir = self._cdir(c.id)
+            cfg = cdir.read_config()
+            old = cfg["Name"]
+            cfg["Name"] = new_name
+            cdir.write_config(cfg)
+        self._event("rename", c.id, new_name, c.spec, oldName="/" + old)
+
+    # -- supervision and recovery ----------------------------------------------------------
+
+    def _check_supervisor(self, cdir: ContainerDir) -> None:
+        """A running container whose supervisor vanished (kill -9): settle what we can."""
+        state = cdir.read_state()
+        if state["Status"] not in ("running", "paused", "restarting"):
+            return
+        pid, start = state["ShimPid"], state["ShimStart"]
+        if pid and start and shim.proc_start_time(pid) == start:
+            return
+        if not pid:
+            return  # the start is still being set up
+        cfg = cdir.read_config()
+        rstate = self.runtime.state(cfg.get("RuntimeID", ""))
+        if rstate and rstate.get("status") in ("running", "paused"):
+            return  # still running, unsupervised: stop() can still kill it
+        with contextlib.suppress(Exception):
+            self.runtime.delete(cfg.get("RuntimeID", ""))
+            rootfs_mod.unmount(cdir.rootfs)
+        cdir.update_state(Status="exited", Running=False, Paused=False, Restarting=False,
+                          Pid=0, ExitCode=255, FinishedAt=rfc3339(),
+                          Error="the container's supervisor died")
+
+    def recover(self) -> None:
+        """At worker start: settle containers whose supervisor died, restart per policy."""
+        for entry in list(self.dir.glob(".rm-*")):
+            shutil.rmtree(entry, ignore_errors=True)
+        for cid in self._ids():
+            cdir = self._cdir(cid)
+            for tmp in cdir.path.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            self._check_supervisor(cdir)
+            state = cdir.read_state()
+            policy, _ = shim.parse_restart_policy(cdir.read_config()["Spec"]["restart_policy"])
+            if state["Status"] == "exited" and not state["ManualStopped"] and (
+                    policy in ("always", "unless-stopped") and state["Error"]):
+                with contextlib.suppress(EngineError):
+                    self.start(cid)
+
+    # -- logs, attach -------------------------------------------------------------------
+
+    def logs(self, id_or_name: str, follow: bool = False, since: float = 0,
+             until: float | None = None, tail: int | None = None, timestamps: bool = False,
+             stdout: bool = True, stderr: bool = True) -> Iterator[LogEntry]:
+        """The container's output; ``timestamps`` is applied by ``LogEntry.format``."""
+        c = self.get(id_or_name)
+        cdir = self._cdir(c.id)
+
+        def running() -> bool:
+            if not cdir.state_file.exists():
+                return False
+            self._check_supervisor(cdir)
+            return cdir.read_state()["Status"] in ("running", "paused", "restarting")
+
+        if tail is not None and tail < 0:
+            tail = None
+        return read_logs(c.log_path, follow=follow, since=since, until=until, tail=tail,
+                         stdout=stdout, stderr=stderr, still_running=running)
+
+    def attach(self, id_or_name: str, stdin: bool = True, stdout: bool = True,
+               stderr: bool = True, logs: bool = False, stream: bool = True) -> AttachSession:
+        c = self.get(id_or_name)
+        backlog = list(self.logs(c.id, stdout=stdout, stderr=stderr)) if logs else []
+        sock = None
+        if stream and c.state.status in ("running", "paused", "restarting"):
+            path = self.sock_dir / f"{c.id[:16]}.attach"
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+            except OSError as exc:
+                sock.close()
+                raise RuntimeFailure(f"cannot attach to container {c.name}: {exc}") from exc
+            import json
+
+            sock.sendall(json.dumps({"stdin": stdin and c.spec.open_stdin, "stdout": stdout,
+                                     "stderr": stderr}).encode() + b"\n")
+        return AttachSession(sock, backlog, tty=c.spec.tty)
+
+    # -- delegated: exec, top, stats, diff ----------------------------------------------
+
+    def top(self, id_or_name: str, ps_args: str = "") -> dict:
+        from engine.runtime import top as top_mod
+
+        c = self._running(id_or_name)
+        return top_mod.top(c.pid, ps_args)
+
+    def stats(self, id_or_name: str) -> dict:
+        from engine.runtime import cgroups
+
+        c = self.get(id_or_name)
+        return cgroups.stats(c)
+
+    def changes(self, id_or_name: str) -> list[dict]:
+        from engine.runtime import diff
+
+        c = self.get(id_or_name)
+        return diff.changes(c.upper_dir, [Path(p) for p in c.config["LayerDirs"]],
+                            ignore=["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"])
+
+    def _execs(self):
+        from engine.runtime.exec import ExecManager
+
+        if not hasattr(self, "_exec_manager"):
+            self._exec_manager = ExecManager(self)
+        return self._exec_manager
+
+    def exec_create(self, id_or_name: str, cmd: list[str], tty: bool = False, user: str = "",
+                    env: list[str] | None = None, workdir: str = "", stdin: bool = False) -> str:
+        return self._execs().create(id_or_name, cmd, tty=tty, user=user, env=env,
+                                    workdir=workdir, stdin=stdin)
+
+    def exec_start(self, exec_id: str):
+        return self._execs().start(exec_id)
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        return self._execs().inspect(exec_id)
+
+    def _running(self, id_or_name: str) -> Container:
+        c = self.get(id_or_name)
+        if c.state.status not in ("running", "paused"):
+            raise Conflict(f"Container {c.id} is not running")
+        return c
+
+    # -- export, commit -----------------------------------------------------------------
+
+    def export(self, id_or_name: str, dest: str | Path | BinaryIO) -> None:
+        """The container's merged root filesystem as a tar stream (``docker export``)."""
+        c = self.get(id_or_name)
+        cdir = self._cdir(c.id)
+        mounted_here = False
+        if not rootfs_mod.is_mounted(cdir.rootfs):
+            rootfs_mod.mount_overlay([Path(p) for p in c.config["LayerDirs"]], cdir.upper,
+                                     cdir.work, cdir.rootfs)
+            mounted_here = True
+        try:
+            kw: dict[str, Any] = ({"name": dest, "mode": "w"} if isinstance(dest, (str, Path))
+                                  else {"fileobj": dest, "mode": "w|"})
+            with tarfile.open(**kw) as tar:
+                for entry in sorted(os.listdir(cdir.rootfs)):
+                    tar.add(cdir.rootfs / entry, arcname=entry, recursive=True)
+        finally:
+            if mounted_here and c.state.status not in ("running", "paused", "restarting"):
+                rootfs_mod.unmount(cdir.rootfs)
+
+    def commit(self, id_or_name: str, reference: str | None = None, comment: str = "",
+               author: str = "", changes: list[str] | None = None,
+               config: dict | None = None, pause: bool = True):
+        """A new image from the container's upper dir on top of its image."""
+        c = self.get(id_or_name)
+        paused_here = False
+        if pause and c.state.status == "running":
+            self.pause(c.id)
+            paused_here = True
+        try:
+            parent = self.engine.images.resolve(c.image_id)
+            merged = dict(c.config["ImageConfig"])
+            merged.update({"Env": c.config["Env"], "Cmd": c.config["Cmd"],
+                           "Entrypoint": c.config["Entrypoint"],
+                           "WorkingDir": c.config["WorkingDir"],
+                           "Labels": {**(merged.get("Labels") or {}), **c.spec.labels}})
+            if c.spec.user:
+                merged["User"] = c.spec.user
+            merged.update(config or {})
+            return self.engine.images.commit(
+                parent, c.upper_dir, reference=reference, config=merged,
+                created_by=" ".join([c.path, *c.args]), comment=comment, author=author)
+        finally:
+            if paused_here:
+                with contextlib.suppress(EngineError):
+                    self.unpause(c.id)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _event(self, action: str, cid: str, name: str, spec: ContainerSpec, **extra: Any) -> None:
+        attrs: dict[str, Any] = {"name": name, "image": spec.image}
+        attrs.update(spec.labels or {})
+        attrs.update(extra)
+        self.engine.events.emit("container", action, cid, attrs)
+
+
+class AttachSession:
+    """A live connection to a container's stdio through its supervisor.
+
+    ``read()`` returns ``(stream, data)`` with stream 1 (stdout) or 2 (stderr),
+    or None at the end; ``exit_code`` is set once the container exited.
+    """
+
+    def __init__(self, sock: socket.socket | None, backlog: list[LogEntry], tty: bool) -> None:
+        self.sock = sock
+        self.tty = tty
+        self.exit_code: int | None = None
+        self._backlog = [(1 if e.stream == "stdout" else 2, e.data) for e in backlog]
+        self._buf = b""
+
+    def write(self, data: bytes) -> None:
+        if self.sock is not None and data:
+            self.sock.sendall(struct.pack(">BxxxI", shim.FRAME_STDIN, len(data)) + data)
+
+    def close_stdin(self) -> None:
+        if self.sock is not None:
+            self.sock.sendall(struct.pack(">BxxxI", shim.FRAME_CLOSE_STDIN, 0))
+
+    def resize(self, height: int, width: int) -> None:
+        if self.sock is not None:
+            payload = f"{int(height)} {int(width)}".encode()
+            self.sock.sendall(struct.pack(">BxxxI", shim.FRAME_RESIZE, len(payload)) + payload)
+
+    def read(self, timeout: float | None = None) -> tuple[int, bytes] | None:
+        if self._backlog:
+            return self._backlog.pop(0)
+        if self.sock is None:
+            return None
+        self.sock.settimeout(timeout)
+        while True:
+            if len(self._buf) >= 8:
+                stream, length = self._buf[0], struct.unpack(">I", self._buf[4:8])[0]
+                if len(self._buf) >= 8 + length:
+                    data, self._buf = self._buf[8:8 + length], self._buf[8 + length:]
+                    if stream == shim.STREAM_EXIT:
+                        with contextlib.suppress(ValueError):
+                            self.exit_code = int(data)
+                        continue
+                    return stream, data
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return None
+            self._buf += chunk
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        while (item := self.read()) is not None:
+            yield item
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> AttachSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _validate(spec: ContainerSpec) -> None:
+    name, _, count = (spec.restart_policy or "no").partition(":")
+    if name not in RESTART_POLICIES or (count and (name != "on-failure" or not count.isdigit())):
+        raise InvalidArgument(f"invalid restart policy {spec.restart_policy!r}: use no, always, "
+                              "unless-stopped or on-failure[:N]")
+    if spec.auto_remove and name != "no":
+        raise InvalidArgument("Conflicting options: AutoRemove and restart policy")
+    if spec.stop_signal:
+        parse_signal(spec.stop_signal)
+    if spec.hostname and not re.match(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$", spec.hostname):
+        raise InvalidArgument(f"invalid hostname {spec.hostname!r}")
+
+
+def _matches(c: Container, filters: dict) -> bool:
+    def values(key: str) -> list[str]:
+        v = filters.get(key)
+        if v is None:
+            return []
+        if isinstance(v, dict):
+            return [k for k, on in v.items() if on]
+        return [v] if isinstance(v, str) else list(v)
+
+    if (st := values("status")) and c.state.status not in st:
+        return False
+    if (names := values("name")) and not any(re.search(n.lstrip("/"), c.name) for n in names):
+        return False
+    if (ids := values("id")) and not any(c.id.startswith(i) for i in ids):
+        return False
+    if (ex := values("exited")) and not (c.state.status == "exited"
+                                         and str(c.state.exit_code) in ex):
+        return False
+    if (anc := values("ancestor")) and not ({c.image_name, c.image_id} & set(anc)):
+        return False
+    labels = c.to_docker_inspect()["Config"]["Labels"] or {}
+    for lab in values("label"):
+        key, eq, val = lab.partition("=")
+        if key not in labels or (eq and labels[key] != val):
+            return False
+    return True
+
+
+def _docker_mount(m: dict) -> dict:
+    opts = m.get("options") or []
+    return {"Type": "bind", "Source": m.get("source", ""), "Destination": m["destination"],
+            "Mode": "", "RW": "ro" not in opts, "Propagation": "rprivate"}

@@ -1,0 +1,92 @@
+"""A container's root filesystem: an overlay mount of the image's layers.
+
+overlayfs stacks read-only *lower* directories (the image's unpacked layers,
+topmost first in the ``lowerdir=`` option) under one writable *upper*
+directory that belongs to the container; ``workdir`` is overlayfs's scratch
+space on the same filesystem. Writes land in the upper dir (a copy-up of the
+file from a lower layer first), deletions become whiteouts there — which is
+why ``diff``, ``commit`` and builds read the upper dir alone. Mounting is one
+``mount(2)`` call made through libc, not a ``mount`` process, because it sits
+on the path of every ``docker run``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+
+from engine.errors import RuntimeFailure
+
+MNT_DETACH = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+#: The kernel copies mount options into one page.
+MAX_OPTIONS = 4095
+
+
+def overlay_options(lower_dirs: list[Path], upper: Path, work: Path) -> str:
+    """The overlay option string; ``lower_dirs`` come base first, as images list them."""
+    if not lower_dirs:
+        raise RuntimeFailure("an overlay root needs at least one image layer")
+    for d in lower_dirs:
+        if ":" in str(d) or "," in str(d):
+            raise RuntimeFailure(f"layer path {d} holds ':' or ',' and cannot be an overlay lower")
+    lowers = ":".join(str(d) for d in reversed(lower_dirs))
+    return f"lowerdir={lowers},upperdir={upper},workdir={work}"
+
+
+def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path) -> None:
+    """Mount the container's union root at ``target`` (made if missing)."""
+    for d in (upper, work, target):
+        d.mkdir(parents=True, exist_ok=True)
+    opts = overlay_options(lower_dirs, upper, work)
+    if len(opts) > MAX_OPTIONS:
+        raise RuntimeFailure(
+            f"the image has too many layers ({len(lower_dirs)}) for one overlay mount at {target}"
+        )
+    if is_mounted(target):
+        return
+    rc = _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode())
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"mounting the overlay root at {target} failed: {os.strerror(err)}")
+
+
+def unmount(target: Path) -> None:
+    """Unmount ``target`` if it is a mount point (lazily if busy); absent is fine."""
+    while is_mounted(target):
+        rc = _libc.umount2(str(target).encode(), 0)
+        if rc != 0:
+            err = ctypes.get_errno()
+            if err in (errno.EINVAL, errno.ENOENT):
+                return
+            if err == errno.EBUSY:
+                _libc.umount2(str(target).encode(), MNT_DETACH)
+                return
+            raise RuntimeFailure(f"unmounting {target} failed: {os.strerror(err)}")
+
+
+def is_mounted(target: Path) -> bool:
+    """True when ``target`` is a mount point in this mount namespace."""
+    needle = _escape(str(target))
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == needle for line in fh)
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points at or under ``path`` (for leak checks and cleanup)."""
+    prefix = _escape(str(path))
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+def _escape(path: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    return (path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+            .replace("\n", "\\012"))

@@ -1,0 +1,126 @@
+"""A container's state on disk: the files are the truth, and kill -9 never tears them.
+
+Each container owns ``<root>/containers/<id>/``. Two JSON files describe it:
+``config.json`` (what it was made from: the spec, the image, the resolved
+command — written by the engine when the container is created or renamed) and
+``state.json`` (what it is doing: status, pid, exit code, OOM kill, restart
+count — written by the engine *and* by the container's supervisor, which
+outlives any engine process). Every write is a whole new file renamed over the
+old one (``rename(2)`` is atomic), so a reader sees the old or the new state,
+never half of one, whoever is killed in the middle. Read-modify-write cycles
+hold an ``flock`` on ``lock`` so the engine and the supervisor never lose each
+other's updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+#: Docker's ``ContainerState`` with the container's initial values.
+INITIAL_STATE: dict[str, Any] = {
+    "Status": "created",
+    "Running": False,
+    "Paused": False,
+    "Restarting": False,
+    "OOMKilled": False,
+    "Dead": False,
+    "Pid": 0,
+    "ExitCode": 0,
+    "Error": "",
+    "StartedAt": "0001-01-01T00:00:00Z",
+    "FinishedAt": "0001-01-01T00:00:00Z",
+    "RestartCount": 0,
+    # estiba's own bookkeeping (not shown by inspect)
+    "StopRequested": False,
+    "ShimPid": 0,
+    "ShimStart": 0,
+    "ManualStopped": False,
+}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def rfc3339(ns: int | None = None) -> str:
+    """Docker's timestamps: RFC 3339 with nanoseconds, in UTC."""
+    ns = time.time_ns() if ns is None else ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def parse_rfc3339(text: str) -> int:
+    """Nanoseconds since the epoch from ``rfc3339`` output (0 for Docker's zero time)."""
+    import calendar
+
+    if not text or text.startswith("0001-"):
+        return 0
+    main, _, frac = text.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+class ContainerDir:
+    """The files of one container."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.id = self.path.name
+
+    config_file = property(lambda self: self.path / "config.json")
+    state_file = property(lambda self: self.path / "state.json")
+    bundle = property(lambda self: self.path / "bundle")
+    rootfs = property(lambda self: self.path / "bundle" / "rootfs")
+    upper = property(lambda self: self.path / "fs" / "upper")
+    work = property(lambda self: self.path / "fs" / "work")
+    log_file = property(lambda self: self.path / f"{self.path.name}-json.log")
+    pid_file = property(lambda self: self.path / "init.pid")
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.config_file, {}) or {}
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json_atomic(self.config_file, config)
+
+    def read_state(self) -> dict[str, Any]:
+        state = dict(INITIAL_STATE)
+        state.update(read_json(self.state_file, {}) or {})
+        return state
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        """Apply ``changes`` to state.json under the lock; returns the new state."""
+        with self.locked():
+            state = self.read_state()
+            state.update(changes)
+            write_json_atomic(self.state_file, state)
+            return state
