@@ -1,0 +1,199 @@
+"""Container pages: thin views over the projection (lists) and the gateway (live truth)."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
+from django.views.decorators.http import require_POST
+
+from containers_app.forms import ContainerForm
+from containers_app.models import Container
+from estiba import gateway, permissions
+from estiba.projection import container_message, notify, upsert_container
+from estiba.web import back, engine_errors, is_partial
+from images_app.models import Image
+from networks_app.models import Network
+
+ACTIONS = {
+    "start": _l("start"), "stop": _l("stop"), "restart": _l("restart"), "kill": _l("kill"),
+    "pause": _l("pause"), "unpause": _l("unpause"), "remove": _l("remove"),
+}
+STATE_FILTERS = ["all", "running", "exited", "created", "paused"]
+
+
+def _rows(request: HttpRequest):
+    qs = permissions.visible(request.user, Container.objects.filter(host=gateway.default_host()))
+    state = request.GET.get("state", "all")
+    if state in STATE_FILTERS and state != "all":
+        qs = qs.filter(state=state)
+    if q := request.GET.get("q", "").strip():
+        qs = qs.filter(Q(name__icontains=q) | Q(image__icontains=q) | Q(engine_id__startswith=q))
+    return qs.select_related("owner")
+
+
+def container_list(request: HttpRequest) -> HttpResponse:
+    context = {
+        "containers": _rows(request),
+        "state": request.GET.get("state", "all"),
+        "q": request.GET.get("q", ""),
+        "state_filters": STATE_FILTERS,
+        "is_admin": permissions.is_admin(request.user),
+    }
+    template = "containers/_rows.html" if is_partial(request) else "containers/list.html"
+    return render(request, template, context)
+
+
+def _run_action(user, row: Container, action: str) -> None:
+    permissions.check_act(user, row, str(ACTIONS[action]))
+    if action == "remove":
+        gateway.call("containers.remove", row.engine_id, force=True, host=row.host)
+    elif action == "stop":
+        gateway.call(f"containers.{action}", row.engine_id, timeout=5, host=row.host)
+    else:
+        gateway.call(f"containers.{action}", row.engine_id, host=row.host)
+
+
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action", "")
+    if action not in ("start", "stop", "restart", "remove"):
+        messages.error(request, _("Choose an action: start, stop, restart or remove."))
+        return redirect("containers:list")
+    ids = request.POST.getlist("ids")
+    if not ids:
+        messages.warning(request, _("Select at least one container."))
+        return redirect("containers:list")
+    done = 0
+    for ref in ids:
+        try:
+            row = permissions.get_visible(request.user, "container", ref)
+            _run_action(request.user, row, action)
+            done += 1
+        except gateway.errors.EngineError as exc:
+            messages.error(request, f"{ref[:12]}: {exc}")
+    if done:
+        messages.success(request, _("%(action)s: %(n)d container(s).")
+                         % {"action": str(ACTIONS[action]).capitalize(), "n": done})
+    return back(request, "containers:list")
+
+
+@engine_errors("containers:list")
+def create(request: HttpRequest) -> HttpResponse:
+    is_admin = permissions.is_admin(request.user)
+    form = ContainerForm(request.POST or None, allow_bind=is_admin,
+                         initial={"image": request.GET.get("image", "busybox:latest")})
+    if request.method == "POST" and form.is_valid():
+        spec = form.spec()
+        if not _may_use_image(request.user, spec["image"]):
+            form.add_error("image", _("You may not use the image %(ref)s: it belongs to another "
+                                      "user.") % {"ref": spec["image"]})
+        else:
+            try:
+                created = gateway.call("containers.create", spec)
+                container_id = created.get("Id") or created.get("ID")
+                row = permissions.record_owner(request.user, "container", container_id)
+                upsert_container(row.host, created, "create")
+                notify(request.user.pk, container_message(row, "create"))
+                if form.cleaned_data.get("start"):
+                    gateway.call("containers.start", container_id)
+                messages.success(request, _("Container %(name)s created.")
+                                 % {"name": row.name or row.short_id})
+                return redirect("containers:detail", ref=container_id)
+            except gateway.errors.EngineError as exc:
+                form.add_error(None, str(exc))
+    images = permissions.visible(request.user, Image.objects.filter(host=gateway.default_host()))
+    networks = permissions.visible(request.user,
+                                   Network.objects.filter(host=gateway.default_host()))
+    return render(request, "containers/create.html", {
+        "form": form,
+        "image_tags": sorted({t for i in images for t in (i.tags or [])}),
+        "network_names": sorted({"bridge", "none", "host"} | {n.name for n in networks}),
+    })
+
+
+def _may_use_image(user, ref: str) -> bool:
+    """False only when the image exists on this host and belongs to someone else."""
+    if permissions.is_admin(user):
+        return True
+    try:
+        permissions.get_visible(user, "image", ref)
+        return True
+    except gateway.errors.NotFound:
+        pass
+    for image in Image.objects.filter(host=gateway.default_host()).exclude(owner=user):
+        if ref in (image.tags or []) or image.engine_id == ref:
+            return image.owner_id is None
+    return True
+
+
+@engine_errors("containers:list")
+def detail(request: HttpRequest, ref: str) -> HttpResponse:
+    row = permissions.get_visible(request.user, "container", ref)
+    inspect = gateway.call("containers.get", row.engine_id, host=row.host)
+    return render(request, "containers/detail.html", {
+        "c": row,
+        "inspect": inspect,
+        "inspect_json": json.dumps(inspect, indent=2, sort_keys=True),
+        "may_act": permissions.may_act(request.user, row),
+        "tab": request.GET.get("tab", "logs"),
+        "limits": _limits(inspect),
+    })
+
+
+def _limits(inspect: dict) -> dict:
+    hc = inspect.get("HostConfig") or {}
+    return {"memory": hc.get("Memory") or 0, "pids": hc.get("PidsLimit") or 0,
+            "nano_cpus": hc.get("NanoCpus") or 0}
+
+
+@require_POST
+@engine_errors("containers:list")
+def action(request: HttpRequest, ref: str, action: str) -> HttpResponse:
+    if action not in ACTIONS:
+        messages.error(request, _("Unknown action “%(a)s”.") % {"a": action})
+        return redirect("containers:list")
+    row = permissions.get_visible(request.user, "container", ref)
+    _run_action(request.user, row, action)
+    if is_partial(request):
+        return HttpResponse(status=204)
+    label = str(ACTIONS[action]).capitalize()
+    messages.success(request, _("%(action)s: %(name)s") % {"action": label, "name": row})
+    if action == "remove":
+        return redirect("containers:list")
+    return back(request, "containers:list")
+
+
+@engine_errors("containers:list")
+def logs_download(request: HttpRequest, ref: str) -> HttpResponse:
+    row = permissions.get_visible(request.user, "container", ref)
+    entries = gateway.call("containers.logs", row.engine_id, timestamps=True, host=row.host)
+    body = b"".join(e["data"] if isinstance(e["data"], bytes) else str(e["data"]).encode()
+                    for e in entries)
+    response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{row.name or row.short_id}.log"'
+    return response
+
+
+@engine_errors("containers:list")
+def top(request: HttpRequest, ref: str) -> HttpResponse:
+    row = permissions.get_visible(request.user, "container", ref)
+    if not row.running:
+        return render(request, "containers/_top.html", {"not_running": True})
+    data = gateway.call("containers.top", row.engine_id, host=row.host)
+    return render(request, "containers/_top.html", {"top": data})
+
+
+@engine_errors("containers:list")
+def changes(request: HttpRequest, ref: str) -> HttpResponse:
+    row = permissions.get_visible(request.user, "container", ref)
+    data = gateway.call("containers.changes", row.engine_id, host=row.host) or []
+    kinds = {0: _("changed"), 1: _("added"), 2: _("deleted")}
+    rows = [{"path": c["Path"], "kind": c["Kind"], "label": kinds.get(c["Kind"], "?")}
+            for c in data]
+    return render(request, "containers/_changes.html", {"changes": rows})

@@ -1,0 +1,60 @@
+"""Redis names and clients shared by the worker, the gateway and the consumers.
+
+One Redis carries everything that moves: Celery's queues, the engine's events
+(pub/sub channel ``estiba:events``), streams of long output
+(``estiba:stream:<id>``, a Redis stream, so a reader that arrives late misses
+nothing) and terminal sessions (``estiba:session:<id>:in`` / ``:out``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+EVENTS_CHANNEL = "estiba:events"
+#: How long a stream or session key lives after its last write (seconds).
+STREAM_TTL = 600
+
+_local = threading.local()
+
+
+def client() -> redis.Redis:
+    """A thread-local client for the configured REDIS_URL."""
+    url = settings.REDIS_URL
+    cached = getattr(_local, "client", None)
+    if cached is None or cached[0] != url:
+        cached = (url, redis.Redis.from_url(url, socket_keepalive=True))
+        _local.client = cached
+    return cached[1]
+
+
+def aclient() -> aioredis.Redis:
+    """A new asyncio client (one per consumer: asyncio clients belong to one event loop)."""
+    return aioredis.Redis.from_url(settings.REDIS_URL)
+
+
+def stream_key(sid: str) -> str:
+    return f"estiba:stream:{sid}"
+
+
+def cancel_key(sid: str) -> str:
+    return f"estiba:stream:{sid}:cancel"
+
+
+def session_in(sid: str) -> str:
+    return f"estiba:session:{sid}:in"
+
+
+def session_out(sid: str) -> str:
+    return f"estiba:session:{sid}:out"
+
+
+def heartbeat_key(host: str) -> str:
+    return f"estiba:host:{host}:alive"
+
+
+def events_offset_key(host: str) -> str:
+    return f"estiba:host:{host}:events-offset"

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from images_app import views
+
+app_name = "images"
+urlpatterns = [
+    path("", views.image_list, name="list"),
+    path("pull/", views.pull, name="pull"),
+    path("build/", views.build, name="build"),
+    path("<str:ref>/", views.detail, name="detail"),
+    path("<str:ref>/tag/", views.tag, name="tag"),
+    path("<str:ref>/remove/", views.remove, name="remove"),
+]
