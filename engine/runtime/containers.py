@@ -409,6 +409,14 @@ class ContainerManager:
         self.sock_dir = engine.run_dir / "c"
         self.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.runtime: OCIRuntime = select_runtime(engine.config.runtime, engine.run_dir)
+        self._runtimes: dict[str, OCIRuntime] = {self.runtime.name: self.runtime}
+
+    def runtime_for(self, c: Container | dict) -> OCIRuntime:
+        """The runtime a container was created with (a setting change must not orphan it)."""
+        name = (c.config if isinstance(c, Container) else c).get("Runtime") or self.runtime.name
+        if name not in self._runtimes:
+            self._runtimes[name] = select_runtime(name, self.engine.run_dir)
+        return self._runtimes[name]
 
     # -- lookup -------------------------------------------------------------------
 
@@ -602,7 +610,7 @@ class ContainerManager:
                              if m.get("type") == "bind" and m["destination"] not in
                              ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")]
             cdir.write_config(cfg)
-            shim.spawn(cdir, self.runtime, self.engine.events.journal, self.sock_dir)
+            shim.spawn(cdir, self.runtime_for(c), self.engine.events.journal, self.sock_dir)
         except EngineError as exc:
             self._abort_start(c, cdir, str(exc), network_ready,
                               127 if isinstance(exc, CommandNotFound) else 128)
@@ -614,7 +622,7 @@ class ContainerManager:
 
     def _abort_start(self, c: Container, cdir: ContainerDir, error: str, network: bool,
                      code: int) -> None:
-        self.runtime.delete(c.runtime_id)
+        self.runtime_for(c).delete(c.runtime_id)
         with contextlib.suppress(Exception):
             rootfs_mod.unmount(cdir.rootfs)
         if network and c.spec.network_mode not in ("none", "host"):
@@ -724,9 +732,9 @@ class ContainerManager:
 
     def _signal(self, c: Container, num: int) -> None:
         try:
-            self.runtime.run("kill", c.runtime_id, str(num))
+            self.runtime_for(c).run("kill", c.runtime_id, str(num))
         except RuntimeFailure:
-            state = self.runtime.state(c.runtime_id)
+            state = self.runtime_for(c).state(c.runtime_id)
             if state and state.get("status") in ("running", "paused", "created"):
                 raise
 
@@ -749,7 +757,7 @@ class ContainerManager:
             self._event("kill", c.id, c.name, c.spec, signal=sig)
         if c.state.paused:
             with contextlib.suppress(RuntimeFailure):
-                self.runtime.run("resume", c.runtime_id)
+                self.runtime_for(c).run("resume", c.runtime_id)
         if not self._wait_stopped(c, max(0, timeout)):
             with contextlib.suppress(RuntimeFailure):
                 self._signal(c, signal_mod.SIGKILL)
@@ -783,7 +791,7 @@ class ContainerManager:
         if c.state.status != "running":
             raise Conflict(f"Container {c.id} is not running" if c.state.status != "paused"
                            else f"Container {c.id} is already paused")
-        self.runtime.run("pause", c.runtime_id)
+        self.runtime_for(c).run("pause", c.runtime_id)
         self._cdir(c.id).update_state(Status="paused", Paused=True)
         self._event("pause", c.id, c.name, c.spec)
 
@@ -791,7 +799,7 @@ class ContainerManager:
         c = self.get(id_or_name)
         if c.state.status != "paused":
             raise Conflict(f"Container {c.id} is not paused")
-        self.runtime.run("resume", c.runtime_id)
+        self.runtime_for(c).run("resume", c.runtime_id)
         self._cdir(c.id).update_state(Status="running", Paused=False)
         self._event("unpause", c.id, c.name, c.spec)
 
@@ -835,11 +843,11 @@ class ContainerManager:
                     self._signal(c, signal_mod.SIGKILL)
                 if c.state.paused:
                     with contextlib.suppress(RuntimeFailure):
-                        self.runtime.run("resume", c.runtime_id)
+                        self.runtime_for(c).run("resume", c.runtime_id)
             if not self._wait_stopped(c, 30):
                 raise RuntimeFailure(f"container {c.name} did not die on SIGKILL")
         self._wait_supervisor_gone(cdir)
-        self.runtime.delete(c.runtime_id)
+        self.runtime_for(c).delete(c.runtime_id)
         rootfs_mod.unmount(cdir.rootfs)
         if cdir.read_config().get("NetworkSetup"):
             with contextlib.suppress(ImportError, NotFound):
@@ -897,11 +905,11 @@ class ContainerManager:
         if not pid:
             return  # the start is still being set up
         cfg = cdir.read_config()
-        rstate = self.runtime.state(cfg.get("RuntimeID", ""))
+        rstate = self.runtime_for(cfg).state(cfg.get("RuntimeID", ""))
         if rstate and rstate.get("status") in ("running", "paused"):
             return  # still running, unsupervised: stop() can still kill it
         with contextlib.suppress(Exception):
-            self.runtime.delete(cfg.get("RuntimeID", ""))
+            self.runtime_for(cfg).delete(cfg.get("RuntimeID", ""))
             rootfs_mod.unmount(cdir.rootfs)
         cdir.update_state(Status="exited", Running=False, Paused=False, Restarting=False,
                           Pid=0, ExitCode=255, FinishedAt=rfc3339(),

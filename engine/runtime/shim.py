@@ -64,10 +64,14 @@ def parse_restart_policy(policy: str) -> tuple[str, int]:
 
 
 def proc_start_time(pid: int) -> int:
-    """The process's start time in clock ticks (tells a live pid from a reused one)."""
+    """The process's start time in clock ticks (tells a live pid from a reused one).
+
+    0 for a process that is gone or a zombie (dead, waiting for its parent to reap it).
+    """
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return 0 if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return 0
 

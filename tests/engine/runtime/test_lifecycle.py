@@ -1,0 +1,156 @@
+"""Docker's container lifecycle on a real runtime: states, exit codes, typed errors."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from engine.errors import (
+    CommandNotFound,
+    Conflict,
+    ImageNotFound,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+)
+from engine.runtime.containers import ContainerSpec
+
+from .conftest import wait_for
+
+
+def test_run_exit_code_and_states(engine, containers, leak_check):
+    c = containers(cmd=["sh", "-c", "exit 3"])
+    assert engine.containers.get(c.id).state.status == "created"
+    engine.containers.start(c.id)
+    assert engine.containers.wait(c.id, timeout=20) == 3
+    state = engine.containers.get(c.id).state
+    assert (state.status, state.running, state.exit_code) == ("exited", False, 3)
+    inspect = engine.containers.get(c.id).to_docker_inspect()
+    assert inspect["State"]["ExitCode"] == 3 and inspect["Name"] == "/" + c.name
+    assert inspect["Config"]["Cmd"] == ["sh", "-c", "exit 3"]
+    assert inspect["HostConfig"]["NetworkMode"] == "none"
+    summary = engine.containers.get(c.id).to_docker_summary()
+    assert summary["Status"].startswith("Exited (3)") and summary["Names"] == ["/" + c.name]
+    engine.containers.remove(c.id)
+    assert leak_check(engine, c) == []
+    with pytest.raises(NotFound):
+        engine.containers.get(c.id)
+
+
+def test_stop_sends_signal_then_sigkill(engine, containers, leak_check):
+    # sh as PID 1 ignores SIGTERM: stop must fall back to SIGKILL after the timeout
+    c = containers(cmd=["sleep", "1000"], start=True)
+    assert engine.containers.get(c.id).state.status == "running"
+    engine.containers.stop(c.id, timeout=1)
+    state = engine.containers.get(c.id).state
+    assert state.status == "exited" and state.exit_code == 137
+    with pytest.raises(NotModified):
+        engine.containers.stop(c.id)
+    # a trap handler makes SIGTERM a clean exit
+    t = containers(cmd=["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"],
+                   start=True)
+    engine.containers.stop(t.id, timeout=10)
+    assert engine.containers.get(t.id).state.exit_code == 7
+    engine.containers.remove(c.id)
+    assert leak_check(engine, c) == []
+
+
+def test_kill_pause_unpause_restart(engine, containers):
+    c = containers(cmd=["sleep", "1000"], start=True)
+    engine.containers.pause(c.id)
+    assert engine.containers.get(c.id).state.status == "paused"
+    freezer = engine.containers.get(c.id).cgroup_paths.get("freezer")
+    if freezer is not None:
+        assert (freezer / "freezer.state").read_text().strip() == "FROZEN"
+    with pytest.raises(Conflict):
+        engine.containers.pause(c.id)
+    engine.containers.unpause(c.id)
+    assert engine.containers.get(c.id).state.status == "running"
+    first_pid = engine.containers.get(c.id).pid
+    engine.containers.restart(c.id, timeout=0)
+    again = engine.containers.get(c.id)
+    assert again.state.status == "running" and again.pid != first_pid
+    engine.containers.kill(c.id, "SIGKILL")
+    assert engine.containers.wait(c.id, timeout=20) == 137
+    with pytest.raises(Conflict):
+        engine.containers.kill(c.id)
+
+
+def test_remove_running_is_refused_unless_forced(engine, containers, leak_check):
+    c = containers(cmd=["sleep", "1000"], start=True)
+    with pytest.raises(Conflict, match="Stop the container"):
+        engine.containers.remove(c.id)
+    assert engine.containers.get(c.id).state.running
+    engine.containers.remove(c.id, force=True)
+    assert leak_check(engine, c) == []
+
+
+def test_names_rename_and_conflicts(engine, containers):
+    a = containers(name="lc-alpha", cmd=["true"])
+    with pytest.raises(Conflict, match="already in use"):
+        containers(name="lc-alpha", cmd=["true"])
+    engine.containers.rename("lc-alpha", "lc-beta")
+    assert engine.containers.get("lc-beta").id == a.id
+    assert engine.containers.get("/lc-beta").id == a.id
+    assert engine.containers.get(a.id[:10]).id == a.id
+    with pytest.raises(NotFound):
+        engine.containers.get("lc-alpha")
+    with pytest.raises(InvalidArgument):
+        engine.containers.rename(a.id, "bad name!")
+    listed = engine.containers.list(all=True, filters={"name": ["lc-beta"]})
+    assert [c.id for c in listed] == [a.id]
+    assert a.id not in [c.id for c in engine.containers.list()]  # not running
+
+
+def test_typed_errors(engine, containers):
+    with pytest.raises(ImageNotFound):
+        engine.containers.create(ContainerSpec(image="no-such-image:1", network_mode="none"))
+    with pytest.raises(InvalidArgument, match="6MB"):
+        containers(cmd=["true"], memory=1024)
+    with pytest.raises(InvalidArgument):
+        containers(cmd=["true"], cpuset_cpus="0-999")
+    with pytest.raises(InvalidArgument):
+        containers(cmd=["true"], restart_policy="sometimes")
+    c = containers(cmd=["no-such-command", "x"])
+    with pytest.raises(CommandNotFound, match='"no-such-command": executable file not found'):
+        engine.containers.start(c.id)
+    state = engine.containers.get(c.id).state
+    assert state.status == "created" and state.exit_code == 127 and "no-such-command" in state.error
+    assert not engine.containers.get(c.id).rootfs.is_mount()
+
+
+def test_start_twice_and_wait_on_created(engine, containers):
+    c = containers(cmd=["sleep", "1000"], start=True)
+    with pytest.raises(NotModified):
+        engine.containers.start(c.id)
+    engine.containers.kill(c.id)
+    engine.containers.wait(c.id, timeout=20)
+    engine.containers.start(c.id)  # an exited container starts again
+    assert engine.containers.get(c.id).state.running
+
+
+def test_user_env_workdir_from_image_files(engine, containers):
+    c = containers(cmd=["sh", "-c", "id -u; id -g; echo $HOME $FOO; pwd"], user="daemon",
+                   env=["FOO=bar"], working_dir="/made/here", start=True)
+    assert engine.containers.wait(c.id, timeout=20) == 0
+    out = b"".join(e.data for e in engine.containers.logs(c.id)).decode().split("\n")
+    assert out[:4] == ["1", "1", "/usr/sbin bar", "/made/here"]
+    with pytest.raises(InvalidArgument, match="unable to find user nosuchuser"):
+        engine.containers.start(containers(cmd=["true"], user="nosuchuser").id)
+
+
+def test_export_and_diff_paths(engine, containers):
+    c = containers(cmd=["sh", "-c", "echo data > /new-file; rm /etc/hostname.x 2>/dev/null; true"],
+                   start=True)
+    engine.containers.wait(c.id, timeout=20)
+    assert (engine.containers.upper_dir(c.id) / "new-file").read_text() == "data\n"
+    buf = io.BytesIO()
+    engine.containers.export(c.id, buf)
+    buf.seek(0)
+    names = tarfile.open(fileobj=buf).getnames()
+    assert "new-file" in names and "bin/busybox" in names
+    assert not engine.containers.get(c.id).rootfs.is_mount()
+    image_id = engine.containers.get(c.id).image_id
+    assert c.id in engine.containers.ids_using_image(image_id)
