@@ -100,17 +100,19 @@ class LocalBackend:
 
 
 def blocking_reader(session: Session) -> Iterator[tuple[str, bytes]]:
-    """``(stream, bytes)`` pieces from a session until it ends."""
+    """``(stream, bytes)`` pieces from a session until it ends (``None`` or ``b""``)."""
     while True:
         piece = session.read()
+        if piece is None:
+            return
         if isinstance(piece, tuple):
             name, data = piece
             if isinstance(name, int):
                 name = {1: "stdout", 2: "stderr"}.get(name, "stdout")
         else:
             name, data = "stdout", piece
-        if data is None:  # the gateway's session: nothing within its poll interval
-            continue
         if not data:
+            if isinstance(piece, tuple):
+                continue
             return
         yield name, data

@@ -45,12 +45,12 @@ class GatewayBackend:
         return iterate_in_thread(lambda: fn(*args, **kwargs))
 
     async def exec_session(self, exec_id: str):
-        return await asyncio.to_thread(self.gw.session, "containers.exec_start", exec_id,
-                                       host=self.host)
+        return _Session(await asyncio.to_thread(
+            self.gw.session, "containers.exec_start", exec_id, host=self.host))
 
     async def attach_session(self, id: str, **kwargs: Any):
-        return await asyncio.to_thread(self.gw.session, "containers.attach", id,
-                                       host=self.host, **kwargs)
+        return _Session(await asyncio.to_thread(
+            self.gw.session, "containers.attach", id, host=self.host, **kwargs))
 
     # --- system ---------------------------------------------------------------------------
     def op_system_info(self) -> dict:
@@ -271,6 +271,33 @@ class GatewayBackend:
 
     def op_network_disconnect(self, id: str, container: str, force: bool = False) -> None:
         self._call("networks.disconnect", id, container, force=force)
+
+
+class _Session:
+    """The gateway's session, read like the engine's: ``None`` only at the end."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def read(self) -> bytes | None:
+        while True:
+            data = self.inner.read(timeout=1.0)
+            if data is None:
+                continue
+            return data or None
+
+    def write(self, data: bytes) -> None:
+        self.inner.write(data)
+
+    def resize(self, height: int, width: int) -> None:
+        self.inner.resize(height, width)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.inner.exit_code
 
 
 def _creds(auth: dict | None) -> dict | None:

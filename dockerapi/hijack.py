@@ -23,6 +23,7 @@ from dockerapi.translate import frame
 log = logging.getLogger("estiba.api.hijack")
 
 _live: dict[str, Any] = {}
+_active: dict[str, int] = {}
 _pending_size: dict[str, tuple[int, int]] = {}
 
 
@@ -39,6 +40,14 @@ def resize(key: str, height: int, width: int) -> None:
         log.debug("resize of %s failed", key, exc_info=True)
 
 
+async def drained(key: str, timeout: float) -> None:
+    """Wait (at most ``timeout``) until no client is attached under ``key``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _active.get(key) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
 def register(key: str, session: Any) -> None:
     _live[key] = session
     size = _pending_size.pop(key, None)
@@ -49,6 +58,18 @@ def register(key: str, session: Any) -> None:
 def unregister(key: str, session: Any) -> None:
     if _live.get(key) is session:
         del _live[key]
+
+
+@contextlib.contextmanager
+def attached(key: str):
+    """Count a client as attached under ``key`` for as long as the block runs."""
+    _active[key] = _active.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        _active[key] -= 1
+        if _active[key] <= 0:
+            del _active[key]
 
 
 async def bridge(key: str, session: Any, reader: asyncio.StreamReader,

@@ -17,6 +17,7 @@ the workers) is reached from them with ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -258,18 +259,22 @@ async def write_response(writer: asyncio.StreamWriter, resp: Response, keep_aliv
         return keep_alive
     await writer.drain()
     stream = resp.stream
-    # A follower (logs -f, events) may wait long for its next item: watch the
-    # client's side meanwhile, so a client that hangs up ends the stream at once.
-    hangup = asyncio.ensure_future(reader.read(1)) if reader is not None else None
+    # A follower (logs -f, events) may wait long for its next item: look at the
+    # client's side meanwhile (without reading from it), so a client that hangs
+    # up ends the stream within a second.
     iterator = stream.__aiter__()
     try:
         while True:
             nxt = asyncio.ensure_future(iterator.__anext__())
-            waiting = {nxt} if hangup is None else {nxt, hangup}
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if nxt not in done:  # the client went away (or sent bytes mid-stream)
-                nxt.cancel()
-                return False
+            while True:
+                done, _ = await asyncio.wait({nxt}, timeout=1.0)
+                if done:
+                    break
+                if writer.is_closing() or (reader is not None and reader.at_eof()):
+                    nxt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                    return False
             try:
                 piece = nxt.result()
             except StopAsyncIteration:
@@ -280,16 +285,10 @@ async def write_response(writer: asyncio.StreamWriter, resp: Response, keep_aliv
         writer.write(b"0\r\n\r\n")
         await writer.drain()
     finally:
-        if hangup is not None and not hangup.done():
-            hangup.cancel()
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
-            try:
+            with contextlib.suppress(BaseException):
                 await aclose()
-            except Exception:
-                pass
-    if hangup is not None and hangup.done() and not hangup.cancelled():
-        return False  # bytes arrived mid-stream: the framing is no longer ours to trust
     return keep_alive
 
 

@@ -234,6 +234,7 @@ def container_spec(body: Any, name: str | None) -> dict[str, Any]:
         nets = {}
         for net, cfg in endpoints.items():
             cfg = cfg or {}
+            net = "bridge" if net == "default" else net
             ipam = cfg.get("IPAMConfig") or {}
             nets[net] = {"aliases": list(cfg.get("Aliases") or []),
                          "ipv4_address": ipam.get("IPv4Address") or None}

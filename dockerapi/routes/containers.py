@@ -8,6 +8,7 @@ a big-endian length) so one byte stream carries stdout and stderr apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -19,9 +20,13 @@ from dockerapi import hijack
 from dockerapi.http import BadRequest, HTTPError, Request, Response, empty, json_response
 from dockerapi.ops import spool_dir
 from dockerapi.translate import container_spec, frame, parse_filters
+from engine.errors import EngineError
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 CID = r"(?P<id>[^/]+)"
+AUTOREMOVE_LABEL = "org.estiba.api.autoremove"
+_exit_codes: dict[str, int] = {}
+_removers: dict[str, asyncio.Task] = {}
 
 
 def register(api) -> None:
@@ -48,7 +53,27 @@ def register(api) -> None:
 async def _inspect(api, req: Request, id: str) -> dict:
     data = await api.backend.call("container_inspect", id)
     await api.policy.check(req, "container", data["Id"], data.get("Name", ""))
+    if _autoremove(data):
+        data.setdefault("HostConfig", {})["AutoRemove"] = True
     return data
+
+
+def _autoremove(data: dict) -> bool:
+    return ((data.get("Config") or {}).get("Labels") or {}).get(AUTOREMOVE_LABEL) == "1"
+
+
+async def autoremove(api, cid: str) -> None:
+    """Remove an ``AutoRemove`` container once it stopped and its attached clients are done."""
+    try:
+        code = await api.backend.call("container_wait", cid, "not-running")
+        _exit_codes[cid] = code
+        await hijack.drained("container:" + cid, timeout=10)
+        await api.backend.call("container_remove", cid, force=True, volumes=True)
+    except Exception:  # already removed by hand: nothing left to do
+        pass
+    finally:
+        _removers.pop(cid, None)
+        asyncio.get_running_loop().call_later(60, _exit_codes.pop, cid, None)
 
 
 async def create(api, req: Request) -> Response:
@@ -58,6 +83,12 @@ async def create(api, req: Request) -> Response:
                          "are allowed")
     body = await req.json({})
     spec = container_spec(body, name.lstrip("/") if name else None)
+    if spec.get("auto_remove"):
+        # The API removes it itself, after the attached client has read all of its
+        # output: the engine's own auto-remove can win the race against `docker run`'s
+        # attach and take a short command's output with it (see autoremove()).
+        spec["auto_remove"] = False
+        spec["labels"][AUTOREMOVE_LABEL] = "1"
     await api.policy.check_create(req, "container", spec)
     result = await api.backend.call("container_create", spec)
     await api.policy.record(req, "container", result["Id"], name or "")
@@ -87,6 +118,8 @@ def _action(action: str):
         if action == "kill":
             kwargs["signal"] = req.query.get("signal") or "SIGKILL"
         await api.backend.call("container_action", action, data["Id"], **kwargs)
+        if action in ("start", "restart") and _autoremove(data) and data["Id"] not in _removers:
+            _removers[data["Id"]] = asyncio.ensure_future(autoremove(api, data["Id"]))
         return empty(204)
 
     handler.__name__ = action
@@ -105,6 +138,7 @@ async def wait(api, req: Request, id: str) -> Response:
     async def gen():
         try:
             code = await call
+            code = _exit_codes.get(data["Id"], code) if condition == "removed" else code
             body = {"StatusCode": code, "Error": None}
         except Exception as exc:  # the container vanished, or the host failed
             body = {"StatusCode": -1, "Error": {"Message": getattr(exc, "message", str(exc))}}
@@ -241,17 +275,59 @@ async def resize(api, req: Request, id: str) -> Response:
 
 async def attach(api, req: Request, id: str) -> Response | None:
     data = await _inspect(api, req, id)
+    cid = data["Id"]
     tty = bool((data.get("Config") or {}).get("Tty"))
     want_in = req.qbool("stdin")
     kwargs = {"stdin": want_in, "stdout": req.qbool("stdout"), "stderr": req.qbool("stderr"),
               "logs": req.qbool("logs"), "stream": req.qbool("stream")}
-    session = await api.backend.attach_session(data["Id"], **kwargs)
-    reader, writer = await req.hijack(
-        "application/vnd.docker.raw-stream" if tty else
-        "application/vnd.docker.multiplexed-stream")
-    await hijack.bridge("container:" + data["Id"], session, reader, writer, tty=tty,
-                        stdin=want_in)
+    kind = "application/vnd.docker.raw-stream" if tty else \
+        "application/vnd.docker.multiplexed-stream"
+    with hijack.attached("container:" + cid):
+        never_started = (data.get("State") or {}).get("Status") == "created"
+        if not (kwargs["stream"] and never_started):
+            session = await api.backend.attach_session(cid, **kwargs)
+            reader, writer = await req.hijack(kind)
+        else:
+            # `docker run` attaches before it starts the container: answer 101 now,
+            # wait for the start, then attach with the log so far (nothing is lost).
+            reader, writer = await req.hijack(kind)
+            # (The client may have half-closed already: no stdin is not a hang-up.)
+            begun = time.monotonic()
+            while time.monotonic() - begun < 3600:
+                state = (await api.backend.call("container_inspect", cid)).get("State") or {}
+                if state.get("Status") != "created":
+                    break
+                await asyncio.sleep(0.02 if time.monotonic() - begun < 60 else 0.5)
+            if not want_in:
+                # Nothing to send it: follow its log from the start of this run, which
+                # neither loses what it printed before we got here nor repeats it.
+                await _follow_into(api, cid, writer, tty, kwargs["stdout"], kwargs["stderr"])
+                return None
+            kwargs["logs"] = True
+            try:
+                session = await api.backend.attach_session(cid, **kwargs)
+            except Exception:  # it ended before we could attach: its output is in the log
+                kwargs["stream"] = False
+                session = await api.backend.attach_session(cid, **kwargs)
+        await hijack.bridge("container:" + cid, session, reader, writer, tty=tty, stdin=want_in)
     return None
+
+
+async def _follow_into(api, cid: str, writer, tty: bool, stdout: bool, stderr: bool) -> None:
+    try:
+        async for stream_name, _t, text in api.backend.stream(
+                "container_logs", cid, follow=True, stdout=stdout, stderr=stderr):
+            data = text.encode("latin-1")
+            writer.write(data if tty else frame(stream_name, data))
+            await writer.drain()
+    except (ConnectionError, EngineError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+            await writer.drain()
+            writer.close()
 
 
 async def commit(api, req: Request) -> Response:
