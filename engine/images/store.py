@@ -734,6 +734,17 @@ class ImageStore:
                                   references=[str(ref)] if ref else [],
                                   parent=parent.id if parent else "", action="commit")
 
+    def add_repo_digest(self, image_id: str, repo_digest: str) -> None:
+        """Remember ``name@digest`` for an image (after a push: Docker's RepoDigests)."""
+        with self.locked():
+            state = self._load()
+            meta = state["images"].get(image_id)
+            if meta is None:
+                raise ImageNotFound(f"No such image: {image_id}")
+            if repo_digest not in meta["repo_digests"]:
+                meta["repo_digests"].append(repo_digest)
+                self._save(state)
+
     # ---------------------------------------------------------------- tag / remove
     def tag(self, src: str, reference: str) -> None:
         r = refs.parse(reference)

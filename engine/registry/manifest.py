@@ -1,0 +1,152 @@
+"""Manifests from a registry: recognise, validate and pick a platform.
+
+Four documents can answer ``GET /v2/<name>/manifests/<ref>``:
+
+* an OCI image index or a Docker manifest list — one entry per platform; we
+  choose the host's (``linux/amd64`` here), as ``docker pull`` does;
+* an OCI image manifest or a Docker schema2 manifest — a config blob and
+  the ordered layer blobs.
+
+Everything in them is checked before it is used: the media type, digests
+(``sha256:<64 hex>``, so a digest can never be a path), sizes (non-negative
+integers, bounded), and the layer media types we know how to unpack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from engine.errors import RegistryError
+from engine.images.blobs import DIGEST_RE
+from engine.images.store import (
+    LAYER_MEDIA_TYPES,
+    MT_DOCKER_CONFIG,
+    MT_DOCKER_LIST,
+    MT_DOCKER_MANIFEST,
+    MT_OCI_CONFIG,
+    MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+)
+
+MANIFEST_ACCEPT = ", ".join([MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST])
+MAX_MANIFEST = 4 * 1024 * 1024
+MAX_CONFIG = 8 * 1024 * 1024
+MAX_LAYERS = 256
+MAX_LAYER_SIZE = 64 * 1024**3
+LIST_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
+IMAGE_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
+CONFIG_TYPES = (MT_OCI_CONFIG, MT_DOCKER_CONFIG)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: dict | None = None
+    urls: tuple[str, ...] = ()
+
+
+def _descriptor(raw: object, where: str) -> Descriptor:
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: a descriptor is not an object")
+    digest, size, mt = raw.get("digest"), raw.get("size"), raw.get("mediaType", "")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise RegistryError(f"{where}: bad or unsupported digest {str(digest)[:80]!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_LAYER_SIZE:
+        raise RegistryError(f"{where}: bad size {str(size)[:30]!r} for {digest}")
+    if not isinstance(mt, str):
+        raise RegistryError(f"{where}: bad media type for {digest}")
+    platform = raw.get("platform") if isinstance(raw.get("platform"), dict) else None
+    return Descriptor(mt, digest, size, platform)
+
+
+def media_type_of(body: bytes, header: str) -> tuple[str, dict]:
+    """The document and its media type (the body's own field wins over the header)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise RegistryError("manifest is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError("manifest is not a JSON object")
+    mt = doc.get("mediaType") or header.split(";")[0].strip()
+    if not mt:
+        mt = MT_OCI_INDEX if "manifests" in doc else MT_OCI_MANIFEST
+    if doc.get("schemaVersion") != 2:
+        raise RegistryError(f"unsupported manifest schemaVersion {doc.get('schemaVersion')!r} "
+                            "(only schema 2 and OCI manifests are supported)")
+    if mt not in LIST_TYPES + IMAGE_TYPES:
+        raise RegistryError(f"unsupported manifest media type {mt!r}")
+    return mt, doc
+
+
+def select_platform(doc: dict, os_name: str, arch: str, where: str) -> Descriptor:
+    """The entry of an index / manifest list for ``os_name/arch``."""
+    entries = doc.get("manifests")
+    if not isinstance(entries, list):
+        raise RegistryError(f"{where}: index has no manifests list")
+    candidates = []
+    for raw in entries:
+        d = _descriptor(raw, where)
+        if d.media_type not in IMAGE_TYPES:
+            continue
+        p = d.platform or {}
+        if p.get("os") == os_name and p.get("architecture") == arch:
+            candidates.append(d)
+    if not candidates:
+        found = sorted({f"{(d.get('platform') or {}).get('os')}/"
+                        f"{(d.get('platform') or {}).get('architecture')}"
+                        for d in entries if isinstance(d, dict)})
+        raise RegistryError(f"{where}: no image for {os_name}/{arch} "
+                            f"(the index has {', '.join(found) or 'nothing'})")
+    return candidates[0]
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    media_type: str
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+
+
+def parse_image_manifest(doc: dict, media_type: str, where: str) -> ImageManifest:
+    config = _descriptor(doc.get("config"), where)
+    if config.media_type and config.media_type not in CONFIG_TYPES:
+        raise RegistryError(f"{where}: config media type {config.media_type!r} is not an image "
+                            "config (is this an artifact, not an image?)")
+    if config.size > MAX_CONFIG:
+        raise RegistryError(f"{where}: config of {config.size} bytes exceeds {MAX_CONFIG}")
+    raw_layers = doc.get("layers")
+    if not isinstance(raw_layers, list):
+        raise RegistryError(f"{where}: manifest has no layers list")
+    if len(raw_layers) > MAX_LAYERS:
+        raise RegistryError(f"{where}: {len(raw_layers)} layers is more than {MAX_LAYERS}")
+    layers = []
+    for raw in raw_layers:
+        d = _descriptor(raw, where)
+        if d.media_type not in LAYER_MEDIA_TYPES:
+            raise RegistryError(f"{where}: layer {d.digest} has unsupported media type "
+                                f"{d.media_type!r}")
+        layers.append(d)
+    return ImageManifest(media_type, config, tuple(layers))
+
+
+def parse_config(body: bytes, n_layers: int, where: str) -> dict:
+    try:
+        config = json.loads(body)
+    except ValueError:
+        raise RegistryError(f"{where}: image config is not JSON") from None
+    if not isinstance(config, dict):
+        raise RegistryError(f"{where}: image config is not an object")
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(
+            isinstance(d, str) and DIGEST_RE.match(d) for d in diff_ids):
+        raise RegistryError(f"{where}: image config has no valid rootfs.diff_ids")
+    if len(diff_ids) != n_layers:
+        raise RegistryError(f"{where}: the manifest has {n_layers} layers but the config lists "
+                            f"{len(diff_ids)} diff IDs")
+    if config.get("config") is not None and not isinstance(config.get("config"), dict):
+        raise RegistryError(f"{where}: image config's 'config' is not an object")
+    return config
