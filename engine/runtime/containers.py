@@ -598,7 +598,7 @@ class ContainerManager:
                 domainname=c.spec.domainname, tty=c.spec.tty, resources_=resources(c.spec),
                 cgroups_path=c.cgroups_path, netns_path=netns, extra_mounts=mounts,
                 seccomp=seccomp_profile(str(self.engine.config.seccomp_profile)),
-                read_only=c.spec.read_only,
+                read_only=c.spec.read_only, console_size=c.spec.tty_size,
             )
             from engine.runtime.store import write_json_atomic
 

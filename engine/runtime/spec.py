@@ -307,6 +307,7 @@ def build_spec(
     extra_mounts: list[dict[str, Any]],
     seccomp: dict | None,
     read_only: bool = False,
+    console_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The complete OCI ``config.json`` for one container (root is ``rootfs`` in the bundle)."""
     namespaces: list[dict[str, str]] = [
@@ -345,9 +346,15 @@ def build_spec(
     }
     if seccomp:
         linux["seccomp"] = seccomp
+    process_extra: dict[str, Any] = {}
+    if tty and console_size:
+        # the runtime sizes the pty before the process runs (no race with a later resize)
+        process_extra["consoleSize"] = {"height": int(console_size[0]),
+                                        "width": int(console_size[1])}
     return {
         "ociVersion": "1.0.2",
         "process": {
+            **process_extra,
             "terminal": tty,
             "user": user,
             "args": args,

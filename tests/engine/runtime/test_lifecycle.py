@@ -17,8 +17,6 @@ from engine.errors import (
 )
 from engine.runtime.containers import ContainerSpec
 
-from .conftest import wait_for
-
 
 def test_run_exit_code_and_states(engine, containers, leak_check):
     c = containers(cmd=["sh", "-c", "exit 3"])

@@ -1,0 +1,138 @@
+"""Containers outlive the engine process: kill -9 of a worker, restart policies, attach."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from engine import Engine
+from engine.runtime.containers import ContainerSpec
+
+from .conftest import host_pid_alive, wait_for
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from engine import Engine, EngineConfig
+    from engine.runtime.containers import ContainerSpec
+    root, run_dir, prefix = sys.argv[1:4]
+    eng = Engine(config=EngineConfig(root=Path(root), run_dir=Path(run_dir), prefix=prefix))
+    c = eng.containers.create(ContainerSpec(
+        image="busybox:latest", network_mode="none",
+        cmd=["sh", "-c", "trap 'echo bye; exit 42' TERM; i=0; "
+                         "while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]))
+    eng.containers.start(c.id)
+    print(c.id, flush=True)
+    time.sleep(1000)
+""")
+
+
+def test_container_survives_sigkill_of_the_worker(engine, engine_config, leak_check):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(engine_config.root), str(engine_config.run_dir),
+         engine_config.prefix],
+        stdout=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
+    cid = None
+    try:
+        cid = worker.stdout.readline().strip()
+        assert len(cid) == 64, "the worker did not start a container"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        # a new engine object, as a restarted worker would make
+        fresh = Engine(config=engine_config)
+        fresh.containers.recover()
+        c = fresh.containers.get(cid)
+        assert c.state.status == "running" and host_pid_alive(c.pid)
+        wait_for(lambda: len(list(fresh.containers.logs(cid))) >= 3)
+        before = len(list(fresh.containers.logs(cid)))
+        time.sleep(0.3)
+        assert len(list(fresh.containers.logs(cid))) > before  # still supervised and logged
+        fresh.containers.stop(cid, timeout=10)
+        assert fresh.containers.wait(cid, timeout=20) == 42
+        lines = [e.data for e in fresh.containers.logs(cid, tail=1)]
+        assert lines == [b"bye\n"]
+        fresh.containers.remove(cid)
+        assert leak_check(fresh, c) == []
+        cid = None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if cid:
+            engine.containers.remove(cid, force=True)
+
+
+def test_restart_policy_on_failure_counts_retries(engine, containers):
+    offset = engine.events.end_offset()
+    c = containers(cmd=["sh", "-c", "echo run; exit 3"], restart_policy="on-failure:2",
+                   start=True)
+    wait_for(lambda: engine.containers.get(c.id).state.status == "exited", timeout=30)
+    state = engine.containers.get(c.id).state
+    assert state.restart_count == 2 and state.exit_code == 3
+    assert [e.data for e in engine.containers.logs(c.id)] == [b"run\n"] * 3
+    with open(engine.events.journal) as fh:
+        fh.seek(offset)
+        dies = [e for e in map(json.loads, fh) if e["actor_id"] == c.id and e["action"] == "die"]
+    assert len(dies) == 3
+
+
+def test_restart_policy_on_failure_not_after_success(engine, containers):
+    c = containers(cmd=["true"], restart_policy="on-failure", start=True)
+    assert engine.containers.wait(c.id, timeout=20) == 0
+    time.sleep(0.3)
+    assert engine.containers.get(c.id).state.restart_count == 0
+
+
+@pytest.mark.parametrize("policy", ["always", "unless-stopped"])
+def test_restart_policy_always_until_stopped(engine, containers, policy):
+    c = containers(cmd=["sh", "-c", "sleep 0.1; exit 0"], restart_policy=policy, start=True)
+    wait_for(lambda: engine.containers.get(c.id).state.restart_count >= 2, timeout=30)
+    engine.containers.stop(c.id, timeout=2)
+    state = engine.containers.get(c.id).state
+    assert state.status == "exited"
+    count = state.restart_count
+    time.sleep(0.5)
+    assert engine.containers.get(c.id).state.restart_count == count  # a stop is final
+
+
+def test_attach_streams_and_stdin(engine, containers):
+    c = containers(cmd=["sh", "-c", "read line; echo got $line; echo oops >&2"], open_stdin=True,
+                   stdin_once=True, start=True)
+    with engine.containers.attach(c.id) as session:
+        session.write(b"hello\n")
+        got = [session.read(timeout=10), session.read(timeout=10)]
+    assert sorted(got) == [(1, b"got hello\n"), (2, b"oops\n")]
+    assert engine.containers.wait(c.id, timeout=20) == 0
+
+
+def test_tty_through_the_console_socket(engine, containers):
+    c = containers(cmd=["sh", "-c", "tty; stty size; read x; echo typed $x"], tty=True,
+                   open_stdin=True, tty_size=(30, 100), start=True)
+    with engine.containers.attach(c.id) as session:
+        session.write(b"abc\n")
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"typed abc" not in out and time.monotonic() < deadline:
+            item = session.read(timeout=10)
+            if item is None:
+                break
+            out += item[1]
+    assert b"typed abc" in out  # our input went through the pty and came back
+    assert engine.containers.wait(c.id, timeout=20) == 0
+    logged = b"".join(e.data for e in engine.containers.logs(c.id))
+    assert b"/dev/pts/0" in logged and b"30 100" in logged  # a terminal of the asked size
+    assert {e.stream for e in engine.containers.logs(c.id)} == {"stdout"}
+
+
+def test_auto_remove(engine, containers):
+    c = engine.containers.create(ContainerSpec(image="busybox:latest", network_mode="none",
+                                               cmd=["true"], auto_remove=True))
+    engine.containers.start(c.id)
+    wait_for(lambda: not c.dir.exists(), timeout=20)
