@@ -407,6 +407,38 @@ def read_stats(
     return stats
 
 
+def empty_stats(container_id: str = "", name: str = "") -> dict[str, Any]:
+    """What Docker answers for a container that is not running: the shape, all zero."""
+    blkio_keys = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
+                  "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
+                  "io_time_recursive", "sectors_recursive")
+    return {
+        "id": container_id, "name": ("/" + name.lstrip("/")) if name else "",
+        "read": ZERO_TIME, "preread": ZERO_TIME, "num_procs": 0, "pids_stats": {},
+        "blkio_stats": dict.fromkeys(blkio_keys), "storage_stats": {},
+        "cpu_stats": empty_cpu_stats(), "precpu_stats": empty_cpu_stats(), "memory_stats": {},
+    }
+
+
+def stats(container: Any, previous: dict | None = None) -> dict[str, Any]:
+    """Docker's stats JSON for an engine container (``ContainerManager.stats`` calls this).
+
+    ``container`` needs ``id``, ``name``, ``pid``, ``cgroups_path`` (the OCI
+    ``cgroupsPath`` it was started with) and ``state.status``. A container
+    that is not running gets Docker's all-zero answer. Pass the previous
+    sample as ``previous`` to get a CPU percentage (see :func:`read_stats`).
+    """
+    status = getattr(getattr(container, "state", None), "status", "running")
+    if status not in ("running", "paused") or not container.pid:
+        return empty_stats(container.id, container.name)
+    try:
+        cg = Cgroup.of_path(container.cgroups_path)
+        return read_stats(cg, container.pid, previous, container_id=container.id,
+                          name=container.name)
+    except NotFound:
+        return empty_stats(container.id, container.name)  # it stopped while we looked
+
+
 # --- what `docker stats` prints -------------------------------------------------
 
 
