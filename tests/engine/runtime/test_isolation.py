@@ -24,7 +24,8 @@ def _run(engine, containers, script: str, **kw) -> tuple[int, str]:
 
 def test_pid_namespace_hostname_and_processes(engine, containers):
     code, out = _run(engine, containers,
-                     "echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline; echo",
+                     "echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; "
+                     "cat /proc/1/cmdline; echo",
                      hostname="inside-box")
     lines = out.split("\n")
     assert code == 0

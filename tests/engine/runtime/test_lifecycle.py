@@ -147,7 +147,8 @@ def test_export_and_diff_paths(engine, containers):
     buf = io.BytesIO()
     engine.containers.export(c.id, buf)
     buf.seek(0)
-    names = tarfile.open(fileobj=buf).getnames()
+    with tarfile.open(fileobj=buf) as tar:
+        names = tar.getnames()
     assert "new-file" in names and "bin/busybox" in names
     assert not engine.containers.get(c.id).rootfs.is_mount()
     image_id = engine.containers.get(c.id).image_id
