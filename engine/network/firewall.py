@@ -101,13 +101,16 @@ class Ruleset:
         names = [b.bridge for b in self.bridges]
         for b in self.bridges:
             lines.append(f'    iifname "{b.bridge}" oifname "{b.bridge}" accept')
-        if len(names) > 1:
-            group = "{ " + ", ".join(f'"{n}"' for n in names) + " }"
-            lines.append(f"    iifname {group} oifname {group} drop")
         for b in self.bridges:
             if b.internal:
                 lines.append(f'    iifname "{b.bridge}" drop')
                 lines.append(f'    oifname "{b.bridge}" drop')
+        # A published port is public: reaching it through a host address is allowed from
+        # any network (the DNAT made it so); only direct bridge-to-bridge traffic is cut.
+        lines.append("    ct status dnat accept")
+        if len(names) > 1:
+            group = "{ " + ", ".join(f'"{n}"' for n in names) + " }"
+            lines.append(f"    iifname {group} oifname {group} drop")
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n"
 

@@ -124,8 +124,10 @@ def allocate(
     used: Iterable[str],
     wanted: str | None = None,
     ip_range: IPv4Network | None = None,
+    after: str | None = None,
 ) -> IPv4Address:
-    """The requested address if free, else the lowest free one (in ``ip_range`` if set)."""
+    """The requested address if free, else the next free one after ``after`` (wrapping
+    around), within ``ip_range`` if set."""
     in_use = {IPv4Address(u) for u in used} | {gateway}
     if wanted:
         addr = _address_in(wanted, net, "address")
@@ -133,8 +135,19 @@ def allocate(
             raise Conflict(f"address {addr} is already in use on subnet {net}")
         return addr
     pool = ip_range or net
-    for addr in pool.hosts():
-        if addr not in in_use and addr != net.broadcast_address:
+    first, last = int(pool.network_address) + 1, int(pool.broadcast_address) - 1
+    if pool.prefixlen >= 31:
+        first, last = int(pool.network_address), int(pool.broadcast_address)
+    start = first
+    if after:
+        with contextlib.suppress(ValueError):
+            prev = int(IPv4Address(after))
+            if first <= prev < last:
+                start = prev + 1
+    count = last - first + 1
+    for offset in range(count):
+        addr = IPv4Address(first + (start - first + offset) % count)
+        if addr not in in_use and addr not in (net.network_address, net.broadcast_address):
             return addr
     raise Conflict(f"no free address left in {pool}")
 

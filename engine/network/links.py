@@ -49,8 +49,8 @@ def enable_forwarding() -> None:
     _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
 
 
-def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
-    """Create the bridge with its gateway address if missing, and bring it up."""
+def ensure_bridge(name: str, gateway: str, prefixlen: int) -> int:
+    """Create the bridge with its gateway address if missing, bring it up; its index."""
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:
@@ -73,6 +73,7 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
         ipr.link("set", index=index, state="up")
     # DNAT-ed connections to 127.0.0.1 leave through the bridge (see firewall.py).
     _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
+    return index
 
 
 def delete_link(name: str) -> bool:
@@ -105,41 +106,45 @@ def host_links(prefix: str) -> dict[str, str]:
 def add_endpoint(
     ns_path: Path,
     host_name: str,
-    bridge: str,
+    bridge_index: int,
     ifname: str,
     mac: str,
     address: str,
     prefixlen: int,
     gateway: str | None,
+    first: bool = False,
 ) -> None:
-    """Plug a container into a bridge: veth pair, address, MAC, default route if asked."""
+    """Plug a container into a bridge: veth pair, address, MAC, default route if asked.
+
+    One netlink request makes the pair, plugs the host end into the bridge,
+    brings it up and creates the peer *inside* the namespace with its final
+    name and MAC (no move, no rename). ``first``: the namespace is new, so
+    only ``lo`` (index 1) exists and the peer can be given index 2 directly.
+    """
     fd = netns.open_fd(ns_path)
+    peer: dict = {"ifname": ifname, "net_ns_fd": fd, "address": mac}
+    if first:
+        peer["index"] = 2
     try:
         with IPRoute() as ipr:
-            bridges = ipr.link_lookup(ifname=bridge)
-            if not bridges:
-                raise RuntimeFailure(f"bridge {bridge} does not exist")
             try:
                 ipr.link(
-                    "add",
-                    ifname=host_name,
-                    kind="veth",
-                    peer={"ifname": ifname, "net_ns_fd": fd, "address": mac},
+                    "add", ifname=host_name, kind="veth", master=bridge_index, state="up", peer=peer
                 )
             except NetlinkError as exc:
                 if exc.code == 17:
                     raise Conflict(f"link {host_name} already exists") from None
                 raise RuntimeFailure(f"cannot create veth {host_name}: {exc}") from None
-            index = ipr.link_lookup(ifname=host_name)[0]
-            ipr.link("set", index=index, master=bridges[0], state="up")
     finally:
         os.close(fd)
 
     def inside() -> None:
         with IPRoute() as ipr:
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.link("set", index=lo, state="up")
-            index = ipr.link_lookup(ifname=ifname)[0]
+            if first:
+                ipr.link("set", index=1, state="up")
+                index = 2
+            else:
+                index = ipr.link("get", ifname=ifname)[0]["index"]
             ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
             ipr.link("set", index=index, state="up")
             if gateway:
@@ -153,6 +158,14 @@ def add_endpoint(
     except BaseException:
         delete_link(host_name)
         raise
+
+
+def link_index(name: str) -> int | None:
+    with IPRoute() as ipr:
+        try:
+            return ipr.link("get", ifname=name)[0]["index"]
+        except NetlinkError:
+            return None
 
 
 def set_default_route(ns_path: Path, ifname: str, gateway: str) -> None:

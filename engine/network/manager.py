@@ -23,6 +23,7 @@ import contextlib
 import re
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -82,7 +83,10 @@ class NetworkManager:
         self.files_dir = self.run_dir / "net"
         (self.root / "sandboxes").mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = StateLock(self.root / ".lock")
-        self._ready: set[str] = set()
+        #: Bridges known to exist in this process: name -> ifindex.
+        self._ready: dict[str, int] = {}
+        #: Threads deleting torn-down veths (the kernel takes ~15 ms per veth; see teardown).
+        self._reapers: list[threading.Thread] = []
         with self._lock():
             self._ensure_predefined()
 
@@ -110,7 +114,9 @@ class NetworkManager:
         return read_json(self.root / "sandboxes" / f"{container_id}.json")
 
     def _save_sandbox(self, rec: dict[str, Any]) -> None:
-        atomic_write_json(self.root / "sandboxes" / f"{rec['ContainerID']}.json", rec)
+        atomic_write_json(
+            self.root / "sandboxes" / f"{rec['ContainerID']}.json", rec, durable=False
+        )
 
     def _ensure_predefined(self) -> None:
         names = {r["Name"] for r in self._records()}
@@ -241,9 +247,9 @@ class NetworkManager:
                 rec.update(Subnet=str(net), Gateway=str(ipam.default_gateway(net)))
                 atomic_write_json(self._net_path(rec["Id"]), rec)
             net = IPv4Network(rec["Subnet"])
-            links.ensure_bridge(rec["Bridge"], rec["Gateway"], net.prefixlen)
+            index = links.ensure_bridge(rec["Bridge"], rec["Gateway"], net.prefixlen)
         links.enable_forwarding()
-        self._ready.add(rec["Bridge"])
+        self._ready[rec["Bridge"]] = index
         return True
 
     def _subnet_clashes(self, rec: dict[str, Any]) -> bool:
@@ -342,8 +348,9 @@ class NetworkManager:
                     f"network {rec['Name']} has active endpoints ({', '.join(sorted(users))})"
                 )
             self._net_path(rec["Id"]).unlink()
+            (self.root / "sandboxes" / f".last-ip-{rec['Id']}").unlink(missing_ok=True)
             links.delete_link(rec["Bridge"])
-            self._ready.discard(rec["Bridge"])
+            self._ready.pop(rec["Bridge"], None)
             self._apply_firewall()
         self.events.emit("network", "destroy", rec["Id"], {"name": rec["Name"], "type": "bridge"})
 
@@ -443,8 +450,8 @@ class NetworkManager:
             self._save_sandbox(sb)  # from here a crash leaves a record recover() can undo
             try:
                 netns.create(ns_path)
-                for rec, spec in wanted:
-                    self._attach(sb, rec, spec)
+                for i, (rec, spec) in enumerate(wanted):
+                    self._attach(sb, rec, spec, first=i == 0)
                 mappings = ports.resolve(
                     port_bindings, publish_all_ports, exposed_ports, self._taken_ports(container_id)
                 )
@@ -483,8 +490,15 @@ class NetworkManager:
                 return sb
         raise NotFound(f"container {ref} is not running: no network namespace to join")
 
-    def _attach(self, sb: dict[str, Any], rec: dict[str, Any], spec: Any) -> None:
-        """One endpoint: address, veth, into the namespace; recorded before the kernel work."""
+    def _attach(
+        self, sb: dict[str, Any], rec: dict[str, Any], spec: Any, first: bool = False
+    ) -> None:
+        """One endpoint: address, veth, into the namespace; recorded before the kernel work.
+
+        Addresses are handed out round-robin (after the last one given), as
+        Docker does, so an address freed a moment ago is not reused at once
+        while the old veth may still be on its way out.
+        """
         aliases, wanted_ip = _endpoint_opts(spec)
         if rec["Predefined"] and (aliases or wanted_ip):
             raise InvalidArgument(
@@ -501,7 +515,14 @@ class NetworkManager:
             if rec["Id"] in other.get("Endpoints", {})
         ]
         rng = IPv4Network(rec["IPRange"]) if rec.get("IPRange") else None
-        addr = ipam.allocate(net, IPv4Address(rec["Gateway"]), used, wanted_ip, rng)
+        cursor = self.root / "sandboxes" / f".last-ip-{rec['Id']}"
+        try:
+            after = cursor.read_text().strip()
+        except FileNotFoundError:
+            after = None
+        addr = ipam.allocate(net, IPv4Address(rec["Gateway"]), used, wanted_ip, rng, after=after)
+        if not wanted_ip:
+            cursor.write_text(str(addr))
         taken_ifs = {ep["IfName"] for ep in sb["Endpoints"].values()}
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in taken_ifs)
         endpoint_id = secrets.token_hex(32)
@@ -527,12 +548,13 @@ class NetworkManager:
         links.add_endpoint(
             Path(sb["NetnsPath"]),
             host_if,
-            rec["Bridge"],
+            self._ready[rec["Bridge"]],
             ifname,
             ep["MacAddress"],
             str(addr),
             net.prefixlen,
             gateway,
+            first=first,
         )
 
     def teardown(self, container_id: str) -> None:
@@ -541,7 +563,7 @@ class NetworkManager:
             sb = self._sandbox(container_id)
             if sb is None:
                 return
-            self._teardown(container_id)
+            self._teardown(container_id, sync=False)
         for net_id, ep in sb.get("Endpoints", {}).items():
             self.events.emit(
                 "network",
@@ -550,20 +572,47 @@ class NetworkManager:
                 {"container": container_id, "name": ep.get("NetworkName", ""), "type": "bridge"},
             )
 
-    def _teardown(self, container_id: str) -> None:
+    def _teardown(self, container_id: str, sync: bool = True) -> None:
+        """Undo a sandbox. With ``sync=False`` the veths are deleted by a background thread:
+        the kernel spends ~15 ms per veth deletion (an RCU grace period), which would
+        otherwise be most of the network's cost for a short-lived container. Their
+        namespace is gone already, so nothing can use them meanwhile, and if this
+        process dies first the kernel deletes them with the namespace anyway."""
         sb = self._sandbox(container_id)
         if sb is None:
             return
-        for ep in sb.get("Endpoints", {}).values():
-            links.delete_link(ep["HostIf"])
+        host_ifs = [ep["HostIf"] for ep in sb.get("Endpoints", {}).values()]
         if sb.get("NetnsPath") and sb["Mode"] != "none" and not sb["Mode"].startswith("container:"):
             netns.remove(Path(sb["NetnsPath"]))
+        if sync:
+            for name in host_ifs:
+                links.delete_link(name)
+        elif host_ifs:
+            self._reap(host_ifs)
         had_ports = bool(sb.get("Ports"))
         (self.root / "sandboxes" / f"{container_id}.json").unlink(missing_ok=True)
         shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
         if had_ports:
             self._apply_firewall()
         self._write_hosts_around(sb, include_self=False)
+
+    def _reap(self, names: list[str]) -> None:
+        def reap() -> None:
+            for name in names:
+                with contextlib.suppress(EngineError, OSError):
+                    links.delete_link(name)
+
+        self._reapers = [t for t in self._reapers if t.is_alive()]
+        thread = threading.Thread(target=reap, name="estiba-veth-reaper", daemon=True)
+        thread.start()
+        self._reapers.append(thread)
+
+    def wait_reaped(self, timeout: float = 10.0) -> None:
+        """Wait until veths of torn-down sandboxes are deleted (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._reapers):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._reapers = [t for t in self._reapers if t.is_alive()]
 
     def connect(
         self,
@@ -788,6 +837,7 @@ class NetworkManager:
         """
         live = None if live_container_ids is None else set(live_container_ids)
         removed: dict[str, list[str]] = {"sandboxes": [], "links": [], "netns": []}
+        self.wait_reaped()
         with self._lock():
             self._ready.clear()
             for sb in self._sandboxes():
@@ -837,6 +887,7 @@ class NetworkManager:
         For uninstalling, and for tests that check nothing is left behind.
         :meth:`recover` (or the next container start) builds them again.
         """
+        self.wait_reaped()
         with self._lock():
             for sb in self._sandboxes():
                 with contextlib.suppress(EngineError, OSError):
