@@ -167,10 +167,14 @@ class RegistrySession:
                     continue
                 raise RegistryError(f"{self.registry}: {what}: cannot reach the registry "
                                     f"({type(err).__name__})") from None
-            if response.status_code == 401 and attempt == 0:
+            if response.status_code == 401:
                 response.close()
-                self._answer_challenge(response, scope, what)
-                continue
+                if attempt == 0:
+                    self._answer_challenge(response, scope, what)
+                    continue
+                who = (f"the credentials of user {self.credentials.username!r}"
+                       if self.credentials else "anonymous access")
+                raise Unauthorized(f"{self.registry}: {what}: the registry refused {who}")
             if response.status_code in ok:
                 return response
             raise self._error(response, what)
