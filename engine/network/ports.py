@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import re
 import socket
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,9 +21,6 @@ from engine.errors import Conflict, InvalidArgument
 #: Docker's range for ports it chooses (publish-all, ``-p 80``).
 EPHEMERAL = (49153, 65535)
 PROTOS = ("tcp", "udp")
-_PUBLISH = re.compile(
-    r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?:(?P<host>\d*):)?(?P<cport>\d+)(?:/(?P<proto>\w+))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -57,19 +53,21 @@ def parse_publish(spec: str) -> tuple[str, dict[str, str]]:
     """``"127.0.0.1:8080:80/tcp"`` -> ``("80/tcp", {"HostIp": "127.0.0.1", "HostPort": "8080"})``
 
     (the CLI's ``-p``; the API sends the dict form already)."""
-    match = _PUBLISH.match(spec.strip())
-    if not match:
-        raise InvalidArgument(f"published port {spec!r}: expected [ip:]host:container[/tcp|udp]")
-    proto = (match["proto"] or "tcp").lower()
+    text = spec.strip()
+    body, _, proto = text.partition("/")
+    proto = (proto or "tcp").lower()
     if proto not in PROTOS:
         raise InvalidArgument(f"published port {spec!r}: protocol {proto!r} is not tcp or udp")
-    cport = _port(match["cport"], f"published port {spec!r}")
+    parts = body.split(":")
+    if len(parts) > 3 or not parts[-1]:
+        raise InvalidArgument(f"published port {spec!r}: expected [ip:]host:container[/tcp|udp]")
+    host_ip = parts[0] if len(parts) == 3 else ""
+    host = parts[-2] if len(parts) >= 2 else ""
+    cport = _port(parts[-1], f"published port {spec!r}")
     if cport == 0:
         raise InvalidArgument(f"published port {spec!r}: the container port cannot be 0")
-    host_ip = (match["ip"] or "").strip("[]")
     if host_ip:
         _check_ip(host_ip, spec)
-    host = match["host"] or ""
     if host:
         _port(host, f"published port {spec!r}")
     return f"{cport}/{proto}", {"HostIp": host_ip, "HostPort": host}
