@@ -40,7 +40,8 @@ def clean_parts(name: str, what: str) -> list[str]:
     return parts
 
 
-def _open_parent(root_fd: int, parts: list[str], what: str, name: str) -> int:
+def _open_parent(root_fd: int, parts: list[str], what: str, name: str,
+                 create: bool = True) -> int:
     """Open (creating) the parent directories of an entry, never through a symlink."""
     fd = os.dup(root_fd)
     try:
@@ -48,6 +49,9 @@ def _open_parent(root_fd: int, parts: list[str], what: str, name: str) -> int:
             try:
                 nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
+                if not create:
+                    raise BuildError(f"{what}: hardlink {name!r} must point to a regular "
+                                     "file already in the archive") from None
                 os.mkdir(part, 0o755, dir_fd=fd)
                 nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -104,10 +108,15 @@ def extract_tar(stream: BinaryIO, dest: Path, what: str = "build context") -> No
                         os.symlink(m.linkname, base, dir_fd=dfd)
                     elif m.islnk():
                         target = clean_parts(m.linkname, what)
-                        tdfd = _open_parent(root_fd, target, what, m.linkname)
+                        if not target:
+                            raise BuildError(f"{what}: hardlink {m.name!r} has no target")
+                        tdfd = _open_parent(root_fd, target, what, m.name, create=False)
                         try:
-                            st = os.stat(target[-1], dir_fd=tdfd, follow_symlinks=False)
-                            if not stat.S_ISREG(st.st_mode):
+                            try:
+                                st = os.stat(target[-1], dir_fd=tdfd, follow_symlinks=False)
+                            except FileNotFoundError:
+                                st = None
+                            if st is None or not stat.S_ISREG(st.st_mode):
                                 raise BuildError(f"{what}: hardlink {m.name!r} must point to a "
                                                  "regular file already in the archive")
                             _remove_entry(dfd, base)

@@ -273,7 +273,7 @@ class _ShellWord:
             raise ShellError("syntax error: bad substitution")
         name = self.process_name()
         ch = self.s.next()
-        chs = ch
+        chs = ch or "\ufffd"  # Go's string(scanner.EOF)
         null_is_unset = False
         if ch == "}":
             value, found = self.get_env(name)
@@ -284,7 +284,7 @@ class _ShellWord:
             if ch == ":":
                 null_is_unset = True
                 ch = self.s.next()
-                chs += ch
+                chs += ch or "\ufffd"
             raw = ch in ("#", "%")
             if null_is_unset and raw:
                 raise ShellError(f"unsupported modifier ({chs}) in substitution")
