@@ -464,7 +464,8 @@ def start(
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"]
                                             if env.get("PYTHONPATH") else "")
         helper = subprocess.Popen(
-            [sys.executable, "-m", "engine.runtime.exec", "--helper", str(child_ctl.fileno()),
+            # -S: no site-packages scan; the helper needs the stdlib and this package only.
+            [sys.executable, "-S", "-m", "engine.runtime.exec", "--helper", str(child_ctl.fileno()),
              json.dumps(plan)],
             stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=[child_ctl.fileno()],
             start_new_session=True, cwd="/", env=env,
