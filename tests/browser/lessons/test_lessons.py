@@ -1,0 +1,94 @@
+"""The lessons in a real browser, on real containers, in Spanish and English."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from engine.introspect.namespaces import namespace_inode
+from tests.browser.lessons.conftest import inside, screenshot
+
+pytestmark = pytest.mark.browser
+
+TITLES = {"es": "Espacios de nombres", "en": "Namespaces"}
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_namespace_view_shows_isolation_and_the_pid_mapping(page_in, logged_in, lesson_container,
+                                                            lang):
+    page = page_in(lang)
+    page.goto(f"{logged_in.url}/lessons/namespaces/?container={lesson_container.id}")
+    assert TITLES[lang] in page.inner_text("h1")
+    row = page.locator('#ns-table tr[data-kind="pid"]')
+    container_inode = int(row.locator(".ns-container").inner_text())
+    host_inode = int(row.locator(".ns-host").inner_text())
+    assert container_inode != host_inode
+    assert container_inode == namespace_inode(lesson_container.pid, "pid")
+    pid1 = page.locator('#pid-table tr[data-container-pid="1"]')
+    assert int(pid1.locator(".hpid").inner_text()) == lesson_container.pid
+    assert page.inner_text("#hostname-inside").strip() == "aula"
+    page.click('[data-exp="hostname"]')
+    page.wait_for_function("document.querySelector('#exp-with').textContent.length > 0")
+    assert page.inner_text("#exp-with").strip() == "estiba-lesson"
+    screenshot(page, f"namespaces-{lang}")
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_union_view_shows_a_write_in_the_upper_layer_within_2_s(page_in, logged_in,
+                                                               lesson_container, lang):
+    page = page_in(lang)
+    page.goto(f"{logged_in.url}/lessons/union/?container={lesson_container.id}")
+    page.wait_for_function("document.querySelector('#watch-status').textContent.length > 0",
+                           timeout=15000)
+    assert page.locator('.plane.lower').count() >= 1
+    name = f"/clase-{uuid.uuid4().hex[:6]}.txt"
+    start = time.monotonic()
+    inside(lesson_container.pid, f"echo hola > {name}")
+    item = page.locator(f'#upper-files li[data-path="{name}"]')
+    item.wait_for(timeout=2000)
+    assert time.monotonic() - start < 2.0
+    assert "added" in item.get_attribute("class")
+    inside(lesson_container.pid, "echo cambio >> /etc/group")  # a lower file: copy-up
+    page.locator('#upper-files li[data-path="/etc/group"].copy-up').wait_for(timeout=2000)
+    screenshot(page, f"union-{lang}")
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest.mark.parametrize("slug", ["layers", "cgroups", "architecture", "build"])
+def test_each_other_view_in_both_languages(page_in, logged_in, lesson_container, slug, lang):
+    page = page_in(lang)
+    extra = f"?container={lesson_container.id}" if slug == "cgroups" else ""
+    page.goto(f"{logged_in.url}/lessons/{slug}/{extra}")
+    assert page.locator("html").get_attribute("lang") == lang
+    assert not page.locator(".lesson .error").count(), page.inner_text(".lesson .error")
+    if slug == "layers":
+        assert page.locator("#layer-stack li").count() >= 1
+        page.click("#which-layer button")
+        page.wait_for_function("document.querySelector('#which-answer').textContent.length > 0")
+    if slug == "cgroups":
+        page.wait_for_function("document.querySelector('#mem-limit').textContent !== '—'",
+                               timeout=10000)
+        assert page.inner_text("#mem-limit").strip() == "64.0 MiB"
+    screenshot(page, f"{slug}-{lang}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_vm_view_reports_a_measured_boot_time(page_in, logged_in, lang):
+    import shutil
+    import subprocess
+
+    from tests.engine.introspect.test_vm import PREPARE, VM_DIR
+
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86 is not installed")
+    subprocess.run(["bash", str(PREPARE), str(VM_DIR)], check=True, capture_output=True)
+    page = page_in(lang)
+    page.goto(f"{logged_in.url}/lessons/vm/")
+    page.click("#measure-button")
+    page.wait_for_function("document.querySelector('#vm-boot').dataset.seconds", timeout=120000)
+    assert float(page.locator("#vm-boot").get_attribute("data-seconds")) > 0
+    assert page.inner_text("#ct-start").endswith("ms")
+    screenshot(page, f"vm-{lang}")
