@@ -432,7 +432,7 @@ class ImageStore:
                                         f"{result.diff_id}, the image config says {diff_id}")
                 self._publish_layer(tmpdir, chain_id, {
                     "diff_id": diff_id, "size": result.size, "digest": blob_digest,
-                    "skipped_devices": result.skipped_devices[:50]})
+                    "tar_size": result.tar_size, "skipped_devices": result.skipped_devices[:50]})
             except BaseException:
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 raise
@@ -460,8 +460,9 @@ class ImageStore:
             chain_id = diff_id if not parent_chain else sha256_bytes(
                 f"{parent_chain} {diff_id}".encode())
             if not self.has_layer(chain_id):
-                self._publish_layer(tmpdir, chain_id, {"diff_id": diff_id, "size": result.size,
-                                                       "digest": digest})
+                self._publish_layer(tmpdir, chain_id, {
+                    "diff_id": diff_id, "size": result.size, "digest": digest,
+                    "tar_size": result.tar_size})
             else:
                 shutil.rmtree(tmpdir, ignore_errors=True)
             return self._layer_obj(chain_id, diff_id, digest, MT_OCI_LAYER_GZIP)

@@ -108,6 +108,7 @@ class UnpackResult:
 
     diff_id: str = ""
     size: int = 0          # bytes of regular file content
+    tar_size: int = 0      # bytes of the uncompressed tar stream
     entries: int = 0
     skipped_devices: list[str] = field(default_factory=list)
 
@@ -373,6 +374,7 @@ def unpack_stream(tar_stream: IO[bytes], dest: str | os.PathLike, what: str = "l
         applier.close()
         os.close(root_fd)
     applier.result.diff_id = hashing.digest
+    applier.result.tar_size = hashing.count
     return applier.result
 
 
