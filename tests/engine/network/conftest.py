@@ -89,3 +89,49 @@ def www(tmp_path) -> Path:
     root.mkdir()
     (root / "index.html").write_text("hello from the container\n")
     return root
+
+
+@pytest.fixture
+def net_engine(engine, engine_config, tmp_path_factory) -> Iterator[tuple]:
+    """The session engine with a clean network slate, and ``run(**spec)`` for containers.
+
+    At the end: the containers made are removed, the networks made are removed,
+    the engine's bridges and rules are taken down, and the host must be as before.
+    """
+    from engine.runtime.containers import ContainerSpec
+
+    engine.networks.remove_host_objects()
+    prefixes = (engine_config.prefix,)
+    paths = (tmp_path_factory.getbasetemp(), Path(engine_config.root).parent)
+    before = hoststate.snapshot(prefixes, paths)
+    made: list[str] = []
+    nets_before = {n["Id"] for n in engine.networks.list()}
+
+    def run(start: bool = True, **kw):
+        kw.setdefault("image", "busybox:latest")
+        c = engine.containers.create(ContainerSpec(**kw))
+        made.append(c.id)
+        if start:
+            engine.containers.start(c.id)
+        return engine.containers.get(c.id)
+
+    try:
+        yield engine, run
+    finally:
+        for container_id in made:
+            try:
+                engine.containers.remove(container_id, force=True)
+            except Exception:
+                pass
+        for net in engine.networks.list():
+            if net["Id"] not in nets_before:
+                engine.networks.remove(net["Id"])
+        engine.networks.remove_host_objects()
+    hoststate.assert_unchanged(before, prefixes, paths)
+
+
+def output(engine, container_id: str, timeout: float = 20) -> tuple[int, str]:
+    """Wait for a container to exit; its exit code and everything it printed."""
+    code = engine.containers.wait(container_id, timeout=timeout)
+    text = b"".join(entry.data for entry in engine.containers.logs(container_id)).decode()
+    return code, text

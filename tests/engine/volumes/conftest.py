@@ -8,7 +8,11 @@ import pytest
 
 from engine.events import EventBus
 from engine.volumes import VolumeManager
-from tests.engine.network.conftest import host_unchanged, own_prefix  # noqa: F401 (fixtures)
+from tests.engine.network.conftest import (  # noqa: F401 (fixtures)
+    host_unchanged,
+    net_engine,
+    own_prefix,
+)
 
 
 @pytest.fixture

@@ -1,0 +1,47 @@
+"""End to end: volumes and bind mounts seen by real busybox containers."""
+
+from __future__ import annotations
+
+from engine.runtime.containers import MountSpec
+from tests.engine.network.conftest import output
+
+
+def test_volume_data_outlives_the_container(net_engine):
+    engine, run = net_engine
+    writer = run(cmd=["sh", "-c", "echo kept > /data/f"], network_mode="none",
+                 mounts=[MountSpec(type="volume", source="e2e-keep", target="/data")])
+    assert output(engine, writer.id)[0] == 0
+    engine.containers.remove(writer.id, volumes=True)  # rm -v spares named volumes
+    assert engine.volumes.get("e2e-keep").users == []
+    reader = run(cmd=["cat", "/data/f"], network_mode="none",
+                 mounts=[MountSpec(type="volume", source="e2e-keep", target="/data")])
+    assert output(engine, reader.id) == (0, "kept\n")
+    assert engine.volumes.get("e2e-keep").users == [reader.id]
+    engine.containers.remove(reader.id)
+    engine.volumes.remove("e2e-keep")
+
+
+def test_read_only_bind_refuses_writes_read_write_accepts(net_engine, tmp_path):
+    engine, run = net_engine
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    ro = run(cmd=["sh", "-c", "echo x > /mnt/f"], network_mode="none",
+             mounts=[MountSpec(type="bind", source=str(shared), target="/mnt", read_only=True)])
+    code, text = output(engine, ro.id)
+    assert code != 0 and "Read-only file system" in text
+    assert not (shared / "f").exists()
+    rw = run(cmd=["sh", "-c", "echo y > /mnt/f"], network_mode="none",
+             mounts=[MountSpec(type="bind", source=str(shared), target="/mnt")])
+    assert output(engine, rw.id)[0] == 0
+    assert (shared / "f").read_text() == "y\n"
+
+
+def test_empty_volume_over_an_image_dir_gets_its_files(net_engine):
+    engine, run = net_engine
+    c = run(cmd=["sh", "-c", "grep ^root: /etc/passwd && ls -ld /etc"], network_mode="none",
+            mounts=[MountSpec(type="volume", source="e2e-etc", target="/etc")])
+    code, text = output(engine, c.id)
+    assert code == 0 and text.startswith("root:x:0:0"), text
+    assert (engine.volumes.get("e2e-etc").mountpoint / "group").exists()
+    engine.containers.remove(c.id)
+    engine.volumes.remove("e2e-etc")
