@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from dockerapi.backend import iterate_in_thread
@@ -28,8 +30,8 @@ class GatewayBackend:
         self.host = host
 
     # --- plumbing -------------------------------------------------------------------------
-    def _call(self, op: str, *args: Any, timeout: float = 60, **kwargs: Any) -> Any:
-        return self.gw.call(op, *args, host=self.host, timeout=timeout, **kwargs)
+    def _call(self, op: str, *args: Any, _timeout: float = 60, **kwargs: Any) -> Any:
+        return self.gw.call(op, *args, host=self.host, timeout=_timeout, **kwargs)
 
     def _stream(self, op: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
         return self.gw.stream(op, *args, host=self.host, **kwargs)
@@ -44,13 +46,44 @@ class GatewayBackend:
         fn = getattr(self, "st_" + name)
         return iterate_in_thread(lambda: fn(*args, **kwargs))
 
+    # --- terminals and files --------------------------------------------------------------
+    # The worker's sessions do not yet carry the engine's (stream, bytes) pieces nor
+    # open an exec made earlier (``containers.exec_start``), and it does not export
+    # containers or save images to a file: until it does, these few operations use
+    # the engine on this host directly (the API server runs as root on the host whose
+    # socket it serves). ESTIBA_API_SESSIONS=gateway sends them to the worker.
+    @cached_property
+    def local(self):
+        from django.conf import settings
+
+        from dockerapi.backend import LocalBackend
+        from engine import Engine, EngineConfig
+
+        return LocalBackend(Engine(config=EngineConfig(
+            root=Path(settings.ESTIBA_ROOT), run_dir=Path(settings.ESTIBA_RUN_DIR),
+            prefix=settings.ESTIBA_PREFIX, default_registry=settings.ESTIBA_REGISTRY)))
+
+    @property
+    def sessions_via_gateway(self) -> bool:
+        return os.environ.get("ESTIBA_API_SESSIONS", "local") == "gateway"
+
     async def exec_session(self, exec_id: str):
+        if not self.sessions_via_gateway:
+            return await self.local.exec_session(exec_id)
         return _Session(await asyncio.to_thread(
             self.gw.session, "containers.exec_start", exec_id, host=self.host))
 
     async def attach_session(self, id: str, **kwargs: Any):
+        if not self.sessions_via_gateway:
+            return await self.local.attach_session(id, **kwargs)
         return _Session(await asyncio.to_thread(
             self.gw.session, "containers.attach", id, host=self.host, **kwargs))
+
+    def op_container_export(self, id: str, dest: str) -> None:
+        self.local.engine.containers.export(id, dest)
+
+    def op_image_save(self, refs: list[str], dest: str) -> None:
+        self.local.engine.images.save(refs, dest)
 
     # --- system ---------------------------------------------------------------------------
     def op_system_info(self) -> dict:
@@ -95,14 +128,16 @@ class GatewayBackend:
     def op_container_action(self, action: str, id: str, **kwargs: Any) -> None:
         if action not in ("start", "stop", "restart", "kill", "pause", "unpause"):
             raise InvalidArgument(f"unknown container action {action!r}")
-        self._call(f"containers.{action}", id, timeout=120, **kwargs)
+        # ``timeout`` is the gateway's own keyword: the engine's goes positionally.
+        args = [kwargs.pop("timeout")] if "timeout" in kwargs else []
+        self._call(f"containers.{action}", id, *args, _timeout=120, **kwargs)
 
     def op_container_wait(self, id: str, condition: str = "not-running",
                           timeout: float | None = None) -> int:
-        return self._call("containers.wait", id, condition=condition, timeout=LONG)
+        return self._call("containers.wait", id, condition=condition, _timeout=LONG)
 
     def op_container_remove(self, id: str, force: bool = False, volumes: bool = False) -> None:
-        self._call("containers.remove", id, force=force, volumes=volumes, timeout=120)
+        self._call("containers.remove", id, force=force, volumes=volumes, _timeout=120)
 
     def op_container_rename(self, id: str, name: str) -> None:
         self._call("containers.rename", id, name)
@@ -128,10 +163,10 @@ class GatewayBackend:
                    data.decode("latin-1")]
 
     def op_container_prune(self, filters: dict | None = None) -> dict:
-        return self._call("containers.prune", filters or None, timeout=300)
+        return self._call("containers.prune", filters or None, _timeout=300)
 
     def op_container_commit(self, id: str, reference: str | None, **kwargs: Any) -> dict:
-        return {"Id": self._call("containers.commit", id, reference, timeout=600,
+        return {"Id": self._call("containers.commit", id, reference, _timeout=600,
                                  **kwargs)["Id"]}
 
     # --- exec -----------------------------------------------------------------------------
@@ -155,10 +190,10 @@ class GatewayBackend:
         self._call("images.tag", src, reference)
 
     def op_image_remove(self, ref: str, force: bool = False) -> list:
-        return self._call("images.remove", ref, force=force, timeout=300)
+        return self._call("images.remove", ref, force=force, _timeout=300)
 
     def op_image_prune(self, dangling_only: bool = True) -> dict:
-        return self._call("images.prune", dangling_only=dangling_only, timeout=600)
+        return self._call("images.prune", dangling_only=dangling_only, _timeout=600)
 
     def st_image_pull(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
         try:
@@ -214,7 +249,7 @@ class GatewayBackend:
                 data = fh.read()
         finally:
             os.unlink(src)
-        images = self._call("images.load", data, timeout=600)
+        images = self._call("images.load", data, _timeout=600)
         return [((i.get("RepoTags") or [None])[0] or i.get("Id", "")) for i in images]
 
     # --- volumes --------------------------------------------------------------------------
@@ -283,6 +318,8 @@ class _Session:
         while True:
             data = self.inner.read(timeout=1.0)
             if data is None:
+                if self.inner.exit_code is not None:
+                    return None
                 continue
             return data or None
 

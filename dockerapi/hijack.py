@@ -111,6 +111,12 @@ async def bridge(key: str, session: Any, reader: asyncio.StreamReader,
             await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
         pass
+        # The output ends a moment before the exit is recorded: wait for it, so a
+        # client that inspects the exec when its stream closes sees the exit code.
+        wait = getattr(session, "wait", None)
+        if wait is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(wait, 5)
     finally:
         unregister(key, session)
         if in_task is not None:
