@@ -767,19 +767,21 @@ class ImageStore:
 
         Refused while a container uses the image, unless ``force``. A bare ID
         with several tags is refused unless ``force`` (then every tag goes).
+        Untagged parents left without children go too (``prune_parents``), as
+        with ``docker rmi`` (without ``--no-prune``).
         """
         out: list[dict] = []
+        deleted: list[str] = []
         with self.locked():
             state = self._load()
             image_id = self._find_id(state, ref)
             tags = sorted(t for t, i in state["refs"].items() if i == image_id)
-            by_ref = image_id not in (ref, ref.removeprefix("sha256:")) and not (
-                image_id[7:].startswith(ref.removeprefix("sha256:")))
             try:
                 r = refs.parse(ref)
             except InvalidArgument:
                 r = None
-            if by_ref and r is not None and r.tag and r.tagged in tags and len(tags) > 1:
+            via_tag = r is not None and not r.digest and state["refs"].get(r.tagged) == image_id
+            if via_tag and len(tags) > 1:
                 del state["refs"][r.tagged]
                 self._save(state)
                 out.append({"Untagged": r.familiar()})
@@ -790,12 +792,12 @@ class ImageStore:
                 raise Conflict(f"unable to remove image {ref} ({image_id[7:19]}): it is used by "
                                f"container {users[0][:12]}" + (
                                    f" and {len(users) - 1} more" if len(users) > 1 else ""))
-            if not by_ref and len(tags) > 1 and not force:
+            if not via_tag and len(tags) > 1 and not force:
                 raise Conflict(f"unable to delete {image_id[7:19]} (must be forced): image is "
                                f"referenced in {len(tags)} repositories")
             children = [i for i, m in state["images"].items() if m.get("parent") == image_id]
             if children:
-                if not by_ref or r is None or not r.tag:
+                if not via_tag:
                     raise Conflict(f"unable to delete {image_id[7:19]} (cannot be forced): image "
                                    "has dependent child images")
                 # Docker: untag; the image stays as the (hidden) parent of its children.
@@ -806,21 +808,31 @@ class ImageStore:
                 for item in out:
                     self._emit("untag", image_id, name=item["Untagged"])
                 return out
-            for t in tags:
-                del state["refs"][t]
-                out.append({"Untagged": refs.familiar(t)})
-            for d in state["images"][image_id].get("repo_digests", []):
-                out.append({"Untagged": refs.familiar(d)})
-            meta = state["images"].pop(image_id)
-            for c in children:
-                state["images"][c]["parent"] = meta.get("parent", "")
+            current = image_id
+            while current:
+                for t in sorted(t for t, i in state["refs"].items() if i == current):
+                    del state["refs"][t]
+                    out.append({"Untagged": refs.familiar(t)})
+                for d in state["images"][current].get("repo_digests", []):
+                    out.append({"Untagged": refs.familiar(d)})
+                meta = state["images"].pop(current)
+                out.append({"Deleted": current})
+                deleted.append(current)
+                parent = meta.get("parent", "")
+                if not prune_parents or parent not in state["images"]:
+                    break
+                if any(i == parent for i in state["refs"].values()) or any(
+                        m.get("parent") == parent for m in state["images"].values()) or (
+                        self.in_use and self.in_use(parent)):
+                    break
+                current = parent
             self._save(state)
-            out.append({"Deleted": image_id})
-            self._sweep(state, candidates=[image_id])
+            self._sweep(state)
         for item in out:
             if "Untagged" in item:
                 self._emit("untag", image_id, name=item["Untagged"])
-        self._emit("delete", image_id)
+            elif "Deleted" in item:
+                self._emit("delete", item["Deleted"])
         return out
 
     def _referenced(self, state: dict) -> tuple[set[str], set[str]]:
@@ -838,7 +850,7 @@ class ImageStore:
             chains.update(chain_ids(config.get("rootfs", {}).get("diff_ids", [])))
         return blobs, chains
 
-    def _sweep(self, state: dict, candidates: list[str] | None = None) -> int:
+    def _sweep(self, state: dict) -> int:
         """Delete blobs and layers no image references (and no live writer leases).
 
         Called under the lock with the state just saved. Layer dirs are first
