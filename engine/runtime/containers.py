@@ -767,7 +767,8 @@ class ContainerManager:
         self._event("stop", c.id, c.name, c.spec)
 
     def _wait_stopped(self, c: Container, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
         pause = 0.002
         cdir = self._cdir(c.id)
         while True:
@@ -777,7 +778,7 @@ class ContainerManager:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(pause)
-            pause = min(pause * 1.5, 0.05)
+            pause = min(pause * 1.5, 0.005 if time.monotonic() - start < 2 else 0.05)
 
     def restart(self, id_or_name: str, timeout: int | None = None) -> None:
         c = self.get(id_or_name)
@@ -811,7 +812,8 @@ class ContainerManager:
         cid = self._find_id(id_or_name)
         cdir = self._cdir(cid)
         before = cdir.read_state()["FinishedAt"]
-        deadline = None if timeout is None else time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
         pause = 0.002
         while True:
             if not cdir.config_file.exists():
@@ -828,7 +830,7 @@ class ContainerManager:
             if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeFailure(f"timed out waiting for container {cid[:12]} to stop")
             time.sleep(pause)
-            pause = min(pause * 1.5, 0.05)
+            pause = min(pause * 1.5, 0.005 if time.monotonic() - start < 2 else 0.05)
 
     def remove(self, id_or_name: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(id_or_name)
@@ -847,7 +849,9 @@ class ContainerManager:
             if not self._wait_stopped(c, 30):
                 raise RuntimeFailure(f"container {c.name} did not die on SIGKILL")
         self._wait_supervisor_gone(cdir)
-        self.runtime_for(c).delete(c.runtime_id)
+        runtime = self.runtime_for(c)
+        if (runtime.state_root / c.runtime_id).exists():
+            runtime.delete(c.runtime_id)
         rootfs_mod.unmount(cdir.rootfs)
         if cdir.read_config().get("NetworkSetup"):
             with contextlib.suppress(ImportError, NotFound):

@@ -433,11 +433,8 @@ def start(
     args = ["--process", str(work / "process.json"), "--detach", "--pid-file", str(work / "pid")]
     if tty:
         args += ["--tty", "--console-socket", str(work / "tty.sock")]
-    argv = runtime.command("exec", *args, runtime_id)
-    if "--root" in argv:  # the runtime's reasons for refusing go to a log, not to our stderr
-        at = argv.index("--root") + 2
-        argv = [*argv[:at], "--log", str(work / "runtime.log"), "--log-format", "json",
-                *argv[at:]]
+    # The runtime's reasons for refusing go to a log file, not to the exec's stderr.
+    argv = runtime.command("exec", *args, runtime_id, log_file=work / "runtime.log")
     plan = {"argv": argv, "record": str(path), "work": str(work), "tty": tty,
             "journal": str(journal) if journal else "", "container": record["ContainerID"]}
 
