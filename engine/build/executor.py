@@ -427,10 +427,7 @@ class _Run:
         if st.image is None or not st.image.layers:
             raise BuildError(f"{self.where(ins)}: cannot RUN in an empty image (FROM scratch)")
         if ins.prepend_shell:
-            script = ins.cmd[0]
-            if ins.heredocs:
-                script += "\n" + "".join(h.content + h.name + "\n" for h in ins.heredocs)
-            argv = [*(st.config.get("Shell") or DEFAULT_SHELL), script]
+            argv = [*(st.config.get("Shell") or DEFAULT_SHELL), _heredoc_script(ins)]
         else:
             argv = list(ins.cmd)
         env_keys = {e.partition("=")[0] for e in st.env_list()}
@@ -684,6 +681,29 @@ class _Run:
             if algo != "sha256" or hashlib.sha256(data).hexdigest() != want:
                 raise BuildError(f"{where}: ADD {url}: checksum mismatch (want {checksum})")
         copier.write_file(target, data, owner, chmod if chmod is not None else 0o600)
+
+
+def _heredoc_script(ins: Command) -> str:
+    """The shell text of a RUN, with its heredocs put back for the shell to read.
+
+    ``RUN <<EOF`` alone runs the body as the script (a ``#!`` body as its own
+    program); otherwise the heredocs feed the command as the shell would.
+    """
+    from engine.build.dockerfile import chomp_heredoc_content
+
+    text = ins.cmd[0]
+    if not ins.heredocs:
+        return text
+    if len(ins.heredocs) == 1 and parse_heredoc(text.strip()) is not None:
+        doc = ins.heredocs[0]
+        body = chomp_heredoc_content(doc.content) if doc.chomp else doc.content
+        if not body.startswith("#!"):
+            return body
+        marker = "ESTIBA_HEREDOC_" + hashlib.sha256(body.encode("utf-8", "replace")
+                                                     ).hexdigest()[:12]
+        return (f'f=$(mktemp) && cat > "$f" <<\'{marker}\'\n{body}{marker}\n'
+                'chmod +x "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc')
+    return text + "\n" + "".join(h.content + h.name + "\n" for h in ins.heredocs)
 
 
 def rootfs_mount(options: str, target: Path) -> None:
