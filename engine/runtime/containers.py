@@ -606,8 +606,8 @@ class ContainerManager:
             cfg = cdir.read_config()
             cfg["NetworkSettings"] = settings
             cfg["NetworkSetup"] = c.spec.network_mode not in ("none", "host")
-            cfg["Mounts"] = [_docker_mount(m) for m in mounts
-                             if m.get("type") == "bind" and m["destination"] not in
+            cfg["Mounts"] = [_docker_mount(m, c.spec.mounts) for m in mounts
+                             if m.get("type") in ("bind", "tmpfs") and m["destination"] not in
                              ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")]
             cdir.write_config(cfg)
             shim.spawn(cdir, self.runtime_for(c), self.engine.events.journal, self.sock_dir)
@@ -1187,7 +1187,15 @@ def _matches(c: Container, filters: dict) -> bool:
     return True
 
 
-def _docker_mount(m: dict) -> dict:
+def _docker_mount(m: dict, specs: list[MountSpec]) -> dict:
+    """An OCI mount entry as inspect's ``Mounts`` shows it (volumes by name)."""
     opts = m.get("options") or []
-    return {"Type": "bind", "Source": m.get("source", ""), "Destination": m["destination"],
-            "Mode": "", "RW": "ro" not in opts, "Propagation": "rprivate"}
+    spec = next((s for s in specs if s.target.rstrip("/") == m["destination"].rstrip("/")), None)
+    kind = spec.type if spec else ("volume" if "/volumes/" in m.get("source", "") else "bind")
+    out = {"Type": kind, "Source": m.get("source", ""), "Destination": m["destination"],
+           "Mode": "", "RW": "ro" not in opts, "Propagation": "" if kind == "volume" else
+           "rprivate"}
+    if kind == "volume":
+        out["Name"] = spec.source if spec and spec.source else Path(m.get("source", "")).parent.name
+        out["Driver"] = "local"
+    return out
