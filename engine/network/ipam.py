@@ -24,8 +24,6 @@ import os
 from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 
-from pyroute2 import IPRoute
-
 from engine.errors import Conflict, InvalidArgument
 
 HOST_LOCK = "/run/lock/estiba-ipam.lock"
@@ -53,6 +51,8 @@ def host_lock() -> Iterator[None]:
 
 def host_networks() -> list[IPv4Network]:
     """Every IPv4 destination the host routes somewhere, and every subnet it has an address in."""
+    from pyroute2 import IPRoute  # lazily: see links._pyroute2
+
     out: list[IPv4Network] = []
     with IPRoute() as ipr:
         for route in ipr.get_routes(family=2, table=254):

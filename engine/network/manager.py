@@ -20,10 +20,10 @@ crash left behind and remove it.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -85,8 +85,6 @@ class NetworkManager:
         self._lock = StateLock(self.root / ".lock")
         #: Bridges known to exist in this process: name -> ifindex.
         self._ready: dict[str, int] = {}
-        #: Threads deleting torn-down veths (the kernel takes ~15 ms per veth; see teardown).
-        self._reapers: list[threading.Thread] = []
         with self._lock():
             self._ensure_predefined()
 
@@ -257,7 +255,7 @@ class NetworkManager:
         return any(net.overlaps(other) for other in ipam.host_networks())
 
     def _apply_firewall(self) -> None:
-        existing = links.host_links(self.prefix)
+        existing = set(os.listdir("/sys/class/net"))  # no netlink needed (see links._pyroute2)
         rules = firewall.Ruleset(self.table)
         bridges = {}
         for rec in self._records():
@@ -573,11 +571,12 @@ class NetworkManager:
             )
 
     def _teardown(self, container_id: str, sync: bool = True) -> None:
-        """Undo a sandbox. With ``sync=False`` the veths are deleted by a background thread:
-        the kernel spends ~15 ms per veth deletion (an RCU grace period), which would
-        otherwise be most of the network's cost for a short-lived container. Their
-        namespace is gone already, so nothing can use them meanwhile, and if this
-        process dies first the kernel deletes them with the namespace anyway."""
+        """Undo a sandbox. With ``sync=False`` the veths are left to the kernel: removing
+        the namespace's bind mount frees the namespace once its last process is gone
+        (the container's are), and the kernel then deletes every veth pair with a foot
+        in it. Deleting a veth ourselves costs ~15 ms (an RCU grace period) and would be
+        most of the network's cost for a short-lived container; the kernel does it in
+        the background, batched. :meth:`recover` removes any veth still left."""
         sb = self._sandbox(container_id)
         if sb is None:
             return
@@ -587,32 +586,12 @@ class NetworkManager:
         if sync:
             for name in host_ifs:
                 links.delete_link(name)
-        elif host_ifs:
-            self._reap(host_ifs)
         had_ports = bool(sb.get("Ports"))
         (self.root / "sandboxes" / f"{container_id}.json").unlink(missing_ok=True)
         shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
         if had_ports:
             self._apply_firewall()
         self._write_hosts_around(sb, include_self=False)
-
-    def _reap(self, names: list[str]) -> None:
-        def reap() -> None:
-            for name in names:
-                with contextlib.suppress(EngineError, OSError):
-                    links.delete_link(name)
-
-        self._reapers = [t for t in self._reapers if t.is_alive()]
-        thread = threading.Thread(target=reap, name="estiba-veth-reaper", daemon=True)
-        thread.start()
-        self._reapers.append(thread)
-
-    def wait_reaped(self, timeout: float = 10.0) -> None:
-        """Wait until veths of torn-down sandboxes are deleted (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        for thread in list(self._reapers):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self._reapers = [t for t in self._reapers if t.is_alive()]
 
     def connect(
         self,
@@ -837,7 +816,6 @@ class NetworkManager:
         """
         live = None if live_container_ids is None else set(live_container_ids)
         removed: dict[str, list[str]] = {"sandboxes": [], "links": [], "netns": []}
-        self.wait_reaped()
         with self._lock():
             self._ready.clear()
             for sb in self._sandboxes():
@@ -887,7 +865,6 @@ class NetworkManager:
         For uninstalling, and for tests that check nothing is left behind.
         :meth:`recover` (or the next container start) builds them again.
         """
-        self.wait_reaped()
         with self._lock():
             for sb in self._sandboxes():
                 with contextlib.suppress(EngineError, OSError):
