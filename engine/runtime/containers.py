@@ -908,16 +908,24 @@ class ContainerManager:
             return
         if not pid:
             return  # the start is still being set up
-        cfg = cdir.read_config()
-        rstate = self.runtime_for(cfg).state(cfg.get("RuntimeID", ""))
-        if rstate and rstate.get("status") in ("running", "paused"):
-            return  # still running, unsupervised: stop() can still kill it
-        with contextlib.suppress(Exception):
-            self.runtime_for(cfg).delete(cfg.get("RuntimeID", ""))
-            rootfs_mod.unmount(cdir.rootfs)
-        cdir.update_state(Status="exited", Running=False, Paused=False, Restarting=False,
-                          Pid=0, ExitCode=255, FinishedAt=rfc3339(),
-                          Error="the container's supervisor died")
+        from engine.runtime.store import write_json_atomic
+
+        with cdir.locked():  # the supervisor writes its last state under this lock, then exits
+            state = cdir.read_state()
+            if state["Status"] not in ("running", "paused", "restarting") or (
+                    shim.proc_start_time(state["ShimPid"]) == state["ShimStart"]):
+                return
+            cfg = cdir.read_config()
+            rstate = self.runtime_for(cfg).state(cfg.get("RuntimeID", ""))
+            if rstate and rstate.get("status") in ("running", "paused"):
+                return  # still running, unsupervised: stop() can still kill it
+            with contextlib.suppress(Exception):
+                self.runtime_for(cfg).delete(cfg.get("RuntimeID", ""))
+                rootfs_mod.unmount(cdir.rootfs)
+            state.update(Status="exited", Running=False, Paused=False, Restarting=False,
+                         Pid=0, ExitCode=255, FinishedAt=rfc3339(),
+                         Error="the container's supervisor died")
+            write_json_atomic(cdir.state_file, state)
 
     def recover(self) -> None:
         """At worker start: settle containers whose supervisor died, restart per policy."""
