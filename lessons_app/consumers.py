@@ -21,11 +21,10 @@ from engine import errors
 from estiba import gateway, permissions
 from estiba.projection import ADMIN_GROUP, user_group
 from lessons_app import remote
+from lessons_app.requests import REQUESTS_GROUP
 
 log = logging.getLogger("lessons.consumers")
 
-#: The group the REST API and the dashboard send request events to (``lesson.request``).
-REQUESTS_GROUP = "lessons.requests"
 MAX_DOCKERFILE = 64 * 1024
 
 

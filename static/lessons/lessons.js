@@ -269,13 +269,17 @@
           out.scrollTop = out.scrollHeight;
           const m = /^Step (\d+)\/(\d+) : (.*)/.exec(text);
           if (m) {
-            step = el("li", { class: "running" });
+            const word = m[3].trim().split(/\s+/)[0].toUpperCase();
+            step = el("li", { class: "running", "data-instruction": word });
             step.append(el("code", { class: "made-by" }, m[3].trim()), el("span", { class: "tag" }, ""));
             stack.prepend(step);
+            if (word === "FROM") { step.className = "base"; step.querySelector(".tag").textContent = stack.dataset.base; }
           } else if (step && /Using cache/.test(text)) {
             step.className = "cached"; step.querySelector(".tag").textContent = stack.dataset.cached;
           } else if (step && /^ ---> [0-9a-f]{6,}/.test(text) && step.className === "running") {
-            step.className = "new"; step.querySelector(".tag").textContent = stack.dataset.new;
+            const meta = !["RUN", "COPY", "ADD"].includes(step.dataset.instruction);
+            step.className = meta ? "meta" : "new";
+            step.querySelector(".tag").textContent = meta ? stack.dataset.meta : stack.dataset.new;
           }
         }
         if (msg.done && msg.layers) {

@@ -92,3 +92,64 @@ def test_vm_view_reports_a_measured_boot_time(page_in, logged_in, lang):
     assert float(page.locator("#vm-boot").get_attribute("data-seconds")) > 0
     assert page.inner_text("#ct-start").endswith("ms")
     screenshot(page, f"vm-{lang}")
+
+
+def test_cgroups_view_shows_the_oom_kill(page_in, logged_in, lesson_container):
+    page = page_in("en")
+    page.goto(f"{logged_in.url}/lessons/cgroups/?container={lesson_container.id}")
+    page.wait_for_function("document.querySelector('#mem-limit').textContent !== '—'",
+                           timeout=10000)
+    before = int(page.inner_text("#oom-count"))
+    page.click("#hog button")
+    page.locator("#oom.killed").wait_for(timeout=20000)
+    assert int(page.inner_text("#oom-count")) > before
+    screenshot(page, "cgroups-oom-en")
+
+
+def test_build_view_stacks_a_layer_per_instruction(page_in, logged_in):
+    page = page_in("en")
+    page.goto(f"{logged_in.url}/lessons/build/")
+    page.check("#no-cache")
+    page.click("#build-button")
+    page.wait_for_function("document.querySelector('#build-log').textContent.includes('Built')",
+                           timeout=60000)
+    steps = page.locator("#build-stack li")
+    assert steps.count() == 7  # FROM, RUN, ENV, COPY, RUN, RUN, CMD
+    assert page.locator("#build-stack li.new").count() >= 3  # the RUNs and the COPY
+    page.uncheck("#no-cache")
+    page.click("#build-button")
+    page.wait_for_function("document.querySelector('#build-log').textContent.includes('Built')",
+                           timeout=60000)
+    assert page.locator("#build-stack li.cached").count() >= 3  # the rebuild hits the cache
+    screenshot(page, "build-cached-en")
+
+
+def test_architecture_lights_the_path_of_real_requests(page_in, logged_in):
+    import threading
+
+    from engine.errors import NotFound
+    from estiba import gateway
+    from lessons_app.requests import publish
+
+    page = page_in("en")
+    page.goto(f"{logged_in.url}/lessons/architecture/")
+    page.wait_for_timeout(500)  # the socket joins its groups
+    # a request from the docker CLI, as the API server reports it
+    t = threading.Thread(target=publish, args=("POST", "/v1.41/containers/create", "docker CLI"),
+                         kwargs={"kind": "container", "action": "create"})
+    t.start()
+    t.join()
+    page.locator("#arch-log tbody tr", has_text="docker CLI").wait_for(timeout=5000)
+    # and a real engine event: the worker's projection tells the admins' group
+    cid = gateway.call("containers.create", {"image": "busybox:latest", "cmd": ["true"],
+                                             "network_mode": "none"})["Id"]
+    try:
+        page.locator("#arch-log tbody tr", has_text="container create").first.wait_for(
+            timeout=10000)
+        page.locator("#n-containers.lit").wait_for(timeout=3000)
+    finally:
+        try:
+            gateway.call("containers.remove", cid, force=True)
+        except NotFound:
+            pass
+    screenshot(page, "architecture-live-en")
