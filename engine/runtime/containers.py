@@ -228,7 +228,7 @@ class Container:
             "MountLabel": "",
             "ProcessLabel": "",
             "AppArmorProfile": "",
-            "ExecIDs": cfg.get("ExecIDs") or None,
+            "ExecIDs": self._exec_ids(),
             "HostConfig": self._host_config(),
             "GraphDriver": {
                 "Name": "overlay2",
@@ -265,6 +265,17 @@ class Container:
             },
             "NetworkSettings": self.network_settings,
         }
+
+    def _exec_ids(self) -> list[str] | None:
+        execs = self.dir / "execs"
+        if not execs.is_dir():
+            return None
+        try:
+            from engine.runtime.exec import exec_ids
+
+            return exec_ids(execs) or None
+        except ImportError:
+            return None
 
     def _host_config(self) -> dict[str, Any]:
         s = self.spec
@@ -537,7 +548,7 @@ class ContainerManager:
                            "runtime": self.engine.config.runtime},
             }
             cdir.update_state()
-            cdir.write_config(cfg)
+            cdir.write_config(cfg, durable=True)
         self._event("create", cid, name, spec)
         return self.get(cid)
 
@@ -1016,8 +1027,8 @@ class ContainerManager:
         return self._execs().create(id_or_name, cmd, tty=tty, user=user, env=env,
                                     workdir=workdir, stdin=stdin)
 
-    def exec_start(self, exec_id: str):
-        return self._execs().start(exec_id)
+    def exec_start(self, exec_id: str, height: int = 0, width: int = 0):
+        return self._execs().start(exec_id, height=height, width=width)
 
     def exec_inspect(self, exec_id: str) -> dict:
         return self._execs().inspect(exec_id)

@@ -107,8 +107,8 @@ class ContainerDir:
     def read_config(self) -> dict[str, Any]:
         return read_json(self.config_file, {}) or {}
 
-    def write_config(self, config: dict[str, Any]) -> None:
-        write_json_atomic(self.config_file, config, durable=True)
+    def write_config(self, config: dict[str, Any], durable: bool = False) -> None:
+        write_json_atomic(self.config_file, config, durable=durable)
 
     def read_state(self) -> dict[str, Any]:
         state = dict(INITIAL_STATE)

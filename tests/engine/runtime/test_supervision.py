@@ -136,3 +136,30 @@ def test_auto_remove(engine, containers):
                                                cmd=["true"], auto_remove=True))
     engine.containers.start(c.id)
     wait_for(lambda: not c.dir.exists(), timeout=20)
+
+
+def test_recover_settles_a_container_whose_supervisor_died(engine, containers, leak_check):
+    c = containers(cmd=["sleep", "1000"], start=True)
+    state = json.loads((c.dir / "state.json").read_text())
+    os.kill(state["ShimPid"], signal.SIGKILL)  # the supervisor dies; the container lives on
+    wait_for(lambda: not host_pid_alive(state["ShimPid"]) or
+             open(f"/proc/{state['ShimPid']}/stat").read().split()[2] == "Z")
+    fresh = Engine(config=engine.config)
+    fresh.containers.recover()
+    assert fresh.containers.get(c.id).state.status == "running"  # unsupervised, still there
+    fresh.containers.stop(c.id, timeout=1)  # can still be stopped through the runtime
+    after = fresh.containers.get(c.id).state
+    assert after.status == "exited" and after.exit_code == 255 and "supervisor" in after.error
+    fresh.containers.remove(c.id)
+    assert leak_check(fresh, c) == []
+
+
+def test_exec_is_delegated(engine, containers):
+    c = containers(cmd=["sleep", "1000"], start=True)
+    exec_id = engine.containers.exec_create(c.id, ["sh", "-c", "echo in $(hostname)"])
+    with engine.containers.exec_start(exec_id) as session:
+        out, _err = session.output(timeout=20)
+        assert session.wait(timeout=20) == 0
+    assert out == f"in {c.id[:12]}\n".encode()
+    wait_for(lambda: engine.containers.exec_inspect(exec_id)["ExitCode"] == 0)
+    assert engine.containers.get(c.id).to_docker_inspect()["ExecIDs"] == [exec_id]
