@@ -13,6 +13,7 @@ import time
 import pytest
 
 from engine import Engine
+from engine.runtime import shim
 from engine.runtime.containers import ContainerSpec
 
 from .conftest import host_pid_alive, wait_for
@@ -21,7 +22,8 @@ WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from engine import Engine, EngineConfig
-    from engine.runtime.containers import ContainerSpec
+    from engine.runtime import shim
+from engine.runtime.containers import ContainerSpec
     root, run_dir, prefix = sys.argv[1:4]
     eng = Engine(config=EngineConfig(root=Path(root), run_dir=Path(run_dir), prefix=prefix))
     c = eng.containers.create(ContainerSpec(
@@ -142,8 +144,7 @@ def test_recover_settles_a_container_whose_supervisor_died(engine, containers, l
     c = containers(cmd=["sleep", "1000"], start=True)
     state = json.loads((c.dir / "state.json").read_text())
     os.kill(state["ShimPid"], signal.SIGKILL)  # the supervisor dies; the container lives on
-    wait_for(lambda: not host_pid_alive(state["ShimPid"]) or
-             open(f"/proc/{state['ShimPid']}/stat").read().split()[2] == "Z")
+    wait_for(lambda: shim.proc_start_time(state["ShimPid"]) != state["ShimStart"])
     fresh = Engine(config=engine.config)
     fresh.containers.recover()
     assert fresh.containers.get(c.id).state.status == "running"  # unsupervised, still there
