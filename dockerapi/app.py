@@ -40,6 +40,7 @@ class Api:
         self.routes.append((method, re.compile("^" + pattern + "$"), handler))
 
     async def __call__(self, req: Request) -> Response | None:
+        log.debug("%s %s %s", req.peer, req.method, req.path)
         m = VERSION_RE.match(req.path)
         if m:
             req.version, req.path = m.group(1), m.group(2)

@@ -109,14 +109,14 @@ async def bridge(key: str, session: Any, reader: asyncio.StreamReader,
             name, data = item
             writer.write(data if tty else frame(name, data))
             await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
         # The output ends a moment before the exit is recorded: wait for it, so a
         # client that inspects the exec when its stream closes sees the exit code.
         wait = getattr(session, "wait", None)
         if wait is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(wait, 5)
+    except (ConnectionError, asyncio.CancelledError):
+        pass
     finally:
         unregister(key, session)
         if in_task is not None:

@@ -75,7 +75,8 @@ async def start(api, req: Request, exec_id: str) -> Response | None:
 
 
 async def inspect(api, req: Request, exec_id: str) -> Response:
-    return json_response(await _exec_inspect(api, req, exec_id))
+    data = await _exec_inspect(api, req, exec_id)
+    return json_response(data)
 
 
 async def resize(api, req: Request, exec_id: str) -> Response:

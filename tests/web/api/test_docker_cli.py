@@ -1,0 +1,161 @@
+"""The real docker CLI (client only, no Docker daemon anywhere) against estiba's API.
+
+Interactive commands (``run -it``, ``exec -it``) run under a pseudo-terminal
+made with the ``pty`` module, as a person at a terminal would use them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+
+
+class Terminal:
+    """A command on a pty: send keys, wait for text, get its exit code."""
+
+    def __init__(self, argv: list[str], env: dict) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child
+            os.execvpe(argv[0], argv, env)
+        # A terminal of 24 rows and 100 columns, which the CLI reports with a resize.
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        self.out = b""
+
+    def expect(self, text: bytes, timeout: float = 15) -> bytes:
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} not seen; the terminal shows {self.out[-500:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    raise AssertionError(f"{text!r} not seen before EOF: {self.out[-500:]!r}")
+                self.out += data
+        return self.out
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self, timeout: float = 15) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    self.out += os.read(self.fd, 4096)
+                except OSError:
+                    pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        raise AssertionError(f"the command did not end; the terminal shows {self.out[-500:]!r}")
+
+
+def test_version_info_ps_images(docker_cli):
+    out = docker_cli("version", "--format", "{{json .}}").stdout
+    data = json.loads(out)
+    assert data["Server"]["ApiVersion"] == "1.41"
+    assert data["Client"]["ApiVersion"] == "1.41"  # negotiated down through /_ping
+    info = docker_cli("info", "--format", "{{.OSType}} {{.NCPU}}").stdout.split()
+    assert info[0] == "linux" and int(info[1]) >= 1
+    assert "CONTAINER ID" in docker_cli("ps").stdout
+    images = docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert "busybox:latest" in images
+
+
+def test_run_attached_detached_logs_stop_rm(docker_cli, made):
+    name = made.uniq()
+    proc = docker_cli("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3",
+                      check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
+    cid = docker_cli("run", "-d", "--name", name, "busybox", "sh", "-c",
+                     "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
+                     ).stdout.strip()
+    assert len(cid) == 64
+    assert name in docker_cli("ps", "--format", "{{.Names}}").stdout.split()
+    follow = subprocess.Popen(["docker", "logs", "-f", name], env=docker_cli.env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout.readline() == "tick 0\n"
+        assert follow.stdout.readline() == "tick 1\n"
+    finally:
+        follow.kill()
+        follow.wait()
+    docker_cli("stop", "-t", "1", name)
+    state = json.loads(docker_cli("inspect", name).stdout)[0]["State"]
+    assert state["Status"] == "exited" and not state["Running"]
+    docker_cli("rm", name)
+    proc = docker_cli("inspect", name, check=False)
+    assert proc.returncode == 1 and "No such" in proc.stderr
+
+
+def test_run_with_stdin_piped(docker_cli):
+    proc = docker_cli("run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z",
+                      input="piped through estiba\n")
+    assert proc.stdout == "PIPED THROUGH ESTIBA\n"
+
+
+def test_run_it_under_a_terminal(docker_cli, made):
+    name = made.uniq()
+    term = Terminal(["docker", "run", "-it", "--name", name, "busybox", "sh"], docker_cli.env)
+    term.expect(b"# ")
+    term.send(b"echo answer-$((6*7))\r")
+    term.expect(b"answer-42")
+    term.send(b"stty size\r")
+    term.expect(b"24 100")
+    term.send(b"exit 5\r")
+    assert term.wait() == 5
+    assert json.loads(docker_cli("inspect", name).stdout)[0]["State"]["ExitCode"] == 5
+
+
+def test_exec_plain_and_under_a_terminal(docker_cli, made):
+    name = made.uniq()
+    docker_cli("run", "-d", "--name", name, "busybox", "sleep", "60")
+    assert docker_cli("exec", name, "cat", "/etc/hostname").stdout.strip() == \
+        json.loads(docker_cli("inspect", name).stdout)[0]["Config"]["Hostname"]
+    proc = docker_cli("exec", name, "sh", "-c", "exit 9", check=False)
+    assert proc.returncode == 9
+    term = Terminal(["docker", "exec", "-it", name, "sh"], docker_cli.env)
+    term.expect(b"# ")
+    term.send(b"echo inside-$((1+1))\r")
+    term.expect(b"inside-2")
+    term.send(b"exit\r")
+    assert term.wait() == 0
+    docker_cli("rm", "-f", name)
+
+
+def test_system_df_and_errors(docker_cli):
+    out = docker_cli("system", "df").stdout
+    assert "Images" in out and "Containers" in out
+    proc = docker_cli("stop", "no-such-container-at-all", check=False)
+    assert proc.returncode != 0 and "no-such-container-at-all" in proc.stderr
+
+
+@pytest.mark.parametrize("cmd", [["top"], ["stats", "--no-stream"], ["diff"], ["port"]])
+def test_container_readers(docker_cli, made, cmd):
+    name = made.uniq()
+    docker_cli("run", "-d", "--name", name, "busybox", "sh", "-c", "touch /x; sleep 60")
+    time.sleep(0.3)
+    proc = docker_cli(*cmd, name)
+    if cmd == ["top"]:
+        assert "sleep" in proc.stdout
+    if cmd == ["diff"]:
+        assert "A /x" in proc.stdout
+    docker_cli("rm", "-f", name)
