@@ -16,10 +16,11 @@ stay within the kernel's 15-character limit (IFNAMSIZ).
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
-from engine.errors import Conflict, RuntimeFailure
-from engine.network import netns
+from engine.errors import RuntimeFailure
+from engine.network import netns, rtnl
 
 IFNAMSIZ = 15
 
@@ -127,44 +128,34 @@ def add_endpoint(
 
     One netlink request makes the pair, plugs the host end into the bridge,
     brings it up and creates the peer *inside* the namespace with its final
-    name and MAC (no move, no rename). ``first``: the namespace is new, so
-    only ``lo`` (index 1) exists and the peer can be given index 2 directly.
+    name and MAC (no move, no rename); a second batch, sent from inside the
+    namespace, gives it its address and route. ``first``: the namespace is new,
+    so only ``lo`` (index 1) exists and the peer can be given index 2 directly.
+    These run on every container start, so they use :mod:`engine.network.rtnl`.
     """
-    IPRoute, NetlinkError = _pyroute2()
     fd = netns.open_fd(ns_path)
-    peer: dict = {"ifname": ifname, "net_ns_fd": fd, "address": mac}
-    if first:
-        peer["index"] = 2
     try:
-        with IPRoute() as ipr:
-            try:
-                ipr.link(
-                    "add", ifname=host_name, kind="veth", master=bridge_index, state="up", peer=peer
-                )
-            except NetlinkError as exc:
-                if exc.code == 17:
-                    raise Conflict(f"link {host_name} already exists") from None
-                raise RuntimeFailure(f"cannot create veth {host_name}: {exc}") from None
+        with rtnl.Netlink() as nl:
+            nl.veth(host_name, bridge_index, ifname, fd, mac, peer_index=2 if first else 0)
+            nl.commit()
     finally:
         os.close(fd)
 
     def inside() -> None:
-        with IPRoute() as ipr:
+        with rtnl.Netlink() as nl:
             if first:
-                ipr.link("set", index=1, state="up")
                 index = 2
+                nl.link_up(1)
             else:
-                index = ipr.link("get", ifname=ifname)[0]["index"]
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
-            ipr.link("set", index=index, state="up")
+                index = socket.if_nametoindex(ifname)  # asks this thread's namespace
+            nl.address(index, address, prefixlen)
+            nl.link_up(index)
             if gateway:
-                ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+                nl.default_route(index, gateway)
+            nl.commit()
 
     try:
         netns.run_in(ns_path, inside)
-    except NetlinkError as exc:
-        delete_link(host_name)
-        raise RuntimeFailure(f"cannot configure {ifname} in {ns_path}: {exc}") from None
     except BaseException:
         delete_link(host_name)
         raise
