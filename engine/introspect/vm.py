@@ -88,7 +88,7 @@ def _boot(kernel: Path, initrd: Path, accel: str, timeout: float) -> dict:
                     result["memory_kb"] = _rss_kb(proc.pid)
             elif proc.poll() is not None:
                 break
-            if result["booted"] and b"MemFree" in console.split(MARKER, 1)[1]:
+            if result["booted"] and b" kB" in console.partition(b"MemFree:")[2]:
                 break
     finally:
         if proc.poll() is None:
