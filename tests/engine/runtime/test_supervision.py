@@ -22,8 +22,7 @@ WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from engine import Engine, EngineConfig
-    from engine.runtime import shim
-from engine.runtime.containers import ContainerSpec
+    from engine.runtime.containers import ContainerSpec
     root, run_dir, prefix = sys.argv[1:4]
     eng = Engine(config=EngineConfig(root=Path(root), run_dir=Path(run_dir), prefix=prefix))
     c = eng.containers.create(ContainerSpec(
@@ -41,11 +40,14 @@ def test_container_survives_sigkill_of_the_worker(engine, engine_config, leak_ch
     worker = subprocess.Popen(
         [sys.executable, "-c", WORKER, str(engine_config.root), str(engine_config.run_dir),
          engine_config.prefix],
-        stdout=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+        env={**os.environ, "PYTHONPATH": root})
     cid = None
     try:
         cid = worker.stdout.readline().strip()
-        assert len(cid) == 64, "the worker did not start a container"
+        if len(cid) != 64:
+            worker.kill()
+            pytest.fail(f"the worker did not start a container: {worker.stderr.read()[-2000:]}")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         # a new engine object, as a restarted worker would make
