@@ -49,6 +49,8 @@ def leaks(engine, container: Container) -> list[str]:
         found.append(f"runtime state {runtime.state_root / container.runtime_id}")
     for sock in engine.containers.sock_dir.glob(f"{cid[:16]}*"):
         found.append(f"socket {sock}")
+    for dirpath, dirnames, filenames in os.walk(engine.run_dir):
+        found += [f"run file {dirpath}/{n}" for n in dirnames + filenames if cid[:16] in n]
     if container.pid and Path(f"/proc/{container.pid}").exists():
         try:
             zombie = Path(f"/proc/{container.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

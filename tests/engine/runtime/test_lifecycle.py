@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 
 import pytest
@@ -181,3 +182,33 @@ def test_crun_runs_containers_too(engine, engine_config, leak_check):
     finally:
         if c.dir.exists():
             eng.containers.remove(c.id, force=True)
+
+
+def test_commit_makes_an_image_of_the_changes(engine, containers):
+    c = containers(cmd=["sh", "-c", "echo committed > /hello.txt"], start=True)
+    assert engine.containers.wait(c.id, timeout=20) == 0
+    image = engine.containers.commit(c.id, "lc-committed:1", comment="test")
+    try:
+        d = containers(image="lc-committed:1", cmd=["cat", "/hello.txt"], start=True)
+        assert engine.containers.wait(d.id, timeout=20) == 0
+        assert [e.data for e in engine.containers.logs(d.id)] == [b"committed\n"]
+        engine.containers.remove(d.id)
+    finally:
+        engine.images.remove(image.id, force=True)
+
+
+def test_bridge_container_leaves_nothing(engine, containers, leak_check):
+    try:
+        engine.networks  # noqa: B018 (the network manager may not be installed)
+    except ImportError:
+        pytest.skip("engine.network is not installed")
+    c = containers(cmd=["sh", "-c", "ip -4 addr show eth0 | grep -c inet"], network_mode="bridge",
+                   start=True)
+    assert engine.containers.wait(c.id, timeout=20) == 0
+    assert [e.data for e in engine.containers.logs(c.id)] == [b"1\n"]
+    inspect = engine.containers.get(c.id).to_docker_inspect()
+    assert inspect["NetworkSettings"]["Networks"]
+    veths_before = set(os.listdir("/sys/class/net"))
+    engine.containers.remove(c.id)
+    assert leak_check(engine, c) == []
+    assert set(os.listdir("/sys/class/net")) <= veths_before
