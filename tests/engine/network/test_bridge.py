@@ -7,6 +7,7 @@ runs after the manager removed its objects).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.request
@@ -203,3 +204,22 @@ def test_connect_and_disconnect_a_running_container(netman):
         netman.disconnect("n2", a.container_id)
     netman.teardown(a.container_id)
     netman.teardown(b.container_id)
+
+
+def test_internal_network_has_peers_but_no_way_out(netman):
+    netman.create("vault", internal=True)
+    a = netman.setup(cid(), "safe1", "safe1", "vault")
+    b = netman.setup(cid(), "safe2", "safe2", "vault")
+    routes = subprocess.run(
+        ["nsenter", f"--net={a.netns_path}", "ip", "route"], capture_output=True, text=True
+    ).stdout
+    assert "default" not in routes
+    assert ping(b, "safe1")
+    outsider = netman.setup(cid(), "out", "out", "bridge")
+    assert not ping(outsider, a.settings["IPAddress"])
+    for sb in (a, b, outsider):
+        netman.teardown(sb.container_id)
+    journal = [line for line in netman.events.journal.read_text().splitlines() if "network" in line]
+    actions = [json.loads(line)["action"] for line in journal]
+    assert actions.count("connect") == 3 and actions.count("disconnect") == 3
+    assert actions[0] == "create"
