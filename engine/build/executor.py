@@ -57,6 +57,7 @@ from engine.build.instructions import (
     build_dockerfile,
     expand,
 )
+from engine.build.runmount import parse_mount, prepare_cache_dir
 from engine.build.shell import Lex
 from engine.errors import BuildError, EngineError, ImageNotFound
 
@@ -421,15 +422,85 @@ class _Run:
             changed = any(upper.iterdir())
             self._commit(st, key, upper if changed else None, f"/bin/sh -c #(nop) WORKDIR {path}")
 
+    def _network(self, ins: Command) -> str:
+        value = ins.flag("network") or "default"
+        if value == "default":
+            return self.network_mode
+        if value not in ("none", "host"):
+            raise BuildError(f"{self.where(ins)}: --network={value}: only default, none and "
+                             "host are supported")
+        return value
+
+    def _run_mounts(self, st: _StageState, ins: Command, stack: contextlib.ExitStack
+                    ) -> tuple[list, list]:
+        """(MountSpecs for the container, what of them goes into the cache key)."""
+        from engine.runtime.containers import MountSpec
+
+        specs: list = []
+        keys: list = []
+        env = st.env_map()
+        for text in ins.flags.get("mount", []):
+            m = parse_mount(expand(text, env, self.df.escape_token, self.where(ins)),
+                            st.config.get("WorkingDir") or "/")
+            if m.type == "tmpfs":
+                specs.append(MountSpec(type="tmpfs", target=m.target, tmpfs_size=m.size))
+                keys.append(("tmpfs", m.target, m.size))
+            elif m.type == "cache":
+                root = Path(self.engine.root) / "build" / "cache-mounts"
+                source = prepare_cache_dir(str(root), m)
+                specs.append(MountSpec(type="bind", source=source, target=m.target,
+                                       read_only=m.read_only))
+                keys.append(("cache", m.target, m.id, m.read_only))
+            else:  # bind
+                if m.from_:
+                    image = self._from_image(m.from_, self.where(ins))
+                    src_root = stack.enter_context(self._source_root(image))
+                    keys_src = image.id if image else "scratch"
+                else:
+                    src_root = self.ctx.root
+                    keys_src = None
+                if src_root is None:
+                    raise BuildError(f"{self.where(ins)}: --mount from={m.from_}: empty image")
+                host = resolve_in(src_root, m.source or "/")
+                if host is None or (not m.from_ and m.source and
+                                    self.ctx.excluded(posixpath.normpath(m.source).lstrip("/"))):
+                    raise BuildError(f"{self.where(ins)}: --mount: source {m.source or '/'} not "
+                                     f"found in {m.from_ or 'the build context'}")
+                if keys_src is None:
+                    rel = str(host.relative_to(self.ctx.root)) if host != self.ctx.root else ""
+                    keys_src = self.ctx.checksum(rel if rel != "." else "", host)
+                if not m.read_only:  # writes go to a private copy, never to the source
+                    tmp = Path(tempfile.mkdtemp(prefix="bind-", dir=self.b.work_dir))
+                    stack.callback(shutil.rmtree, tmp, True)
+                    copy_to = tmp / "src"
+                    if host.is_dir():
+                        shutil.copytree(host, copy_to, symlinks=True)
+                    else:
+                        shutil.copy2(host, copy_to)
+                    host = copy_to
+                specs.append(MountSpec(type="bind", source=str(host), target=m.target,
+                                       read_only=m.read_only))
+                keys.append(("bind", m.target, keys_src, m.read_only))
+        return specs, keys
+
     def run_command(self, st: _StageState, ins: Command) -> None:
+        with contextlib.ExitStack() as stack:
+            self._run_command(st, ins, stack)
+
+    def _run_command(self, st: _StageState, ins: Command, stack: contextlib.ExitStack) -> None:
         from engine.runtime.containers import ContainerSpec
 
         if st.image is None or not st.image.layers:
             raise BuildError(f"{self.where(ins)}: cannot RUN in an empty image (FROM scratch)")
+        if ins.flag("security") not in ("", "sandbox"):
+            raise BuildError(f"{self.where(ins)}: --security={ins.flag('security')} is not "
+                             "supported")
         if ins.prepend_shell:
             argv = [*(st.config.get("Shell") or DEFAULT_SHELL), _heredoc_script(ins)]
         else:
             argv = list(ins.cmd)
+        network = self._network(ins)
+        mounts, mount_keys = self._run_mounts(st, ins, stack)
         env_keys = {e.partition("=")[0] for e in st.env_list()}
         arg_env = sorted((k, v) for k, v in st.args.items() if k not in env_keys)
         arg_env += sorted((k, v) for k, v in self.build_args.items()
@@ -439,7 +510,7 @@ class _Run:
         if arg_env:
             created_by = f"|{len(arg_env)} " + " ".join(f"{k}={v}" for k, v in arg_env) + \
                 " " + command
-        key = cache_key(st.image_id, "RUN", argv, arg_env, self.network_mode)
+        key = cache_key(st.image_id, "RUN", argv, arg_env, network, mount_keys)
         if self._cached(st, key):
             return
         containers = self.engine.containers
@@ -447,7 +518,7 @@ class _Run:
                              env=[f"{k}={v}" for k, v in arg_env],
                              working_dir=st.config.get("WorkingDir") or "",
                              user=st.config.get("User") or "",
-                             network_mode=self.network_mode,
+                             network_mode=network, mounts=mounts,
                              labels={"io.estiba.build": self.build_id})
         try:
             c = containers.create(spec)
@@ -471,11 +542,11 @@ class _Run:
                     msg = f"The command '{command}' could not run: {reason}"
                 raise StepFailed(msg, f"Step {self.step}/{self.total}", command, code)
             upper = containers.upper_dir(c.id)
-            _drop_mount_points(upper, st.image)
+            _drop_mount_points(upper, st.image, [m.target for m in mounts])
             self._commit(st, key, upper, created_by, announce=False)
         finally:
             with contextlib.suppress(EngineError):
-                containers.remove(c.id, force=True)
+                containers.remove(c.id, force=True, volumes=True)
             self.out(f"Removing intermediate container {c.id[:12]}\n")
         self.out(f" ---> {st.image.short_id}\n")
 
@@ -726,20 +797,33 @@ def _walk_plain(host: Path):
             yield str(p.relative_to(host)), p, os.lstat(p)
 
 
-def _drop_mount_points(upper: Path, parent: Image | None) -> None:
-    """Remove the empty files the runtime made only to bind-mount /etc/hosts & co."""
+def _drop_mount_points(upper: Path, parent: Image | None, targets: list[str] = ()) -> None:
+    """Remove what the runtime made only to mount on: empty /etc/hosts & co, and the
+    empty directories (with their new empty parents) of ``RUN --mount`` targets."""
+    def in_parent(rel: str) -> bool:
+        return parent is not None and any(os.path.lexists(d / rel) for d in parent.layer_dirs())
+
     for rel in _MOUNT_POINTS:
         path = upper / rel
         try:
             st = os.lstat(path)
         except OSError:
             continue
-        if st.st_size != 0 or not os.path.isfile(path):
-            continue
-        in_parent = parent is not None and any(
-            os.path.lexists(d / rel) for d in parent.layer_dirs())
-        if not in_parent:
+        if st.st_size == 0 and os.path.isfile(path) and not in_parent(rel):
             path.unlink()
+    for target in targets:
+        rel = posixpath.normpath(target).lstrip("/")
+        path = upper / rel
+        if rel and path.is_file() and not path.is_symlink() and path.stat().st_size == 0 \
+                and not in_parent(rel):
+            path.unlink()
+            rel = posixpath.dirname(rel)
+        while rel and rel != ".":
+            path = upper / rel
+            if in_parent(rel) or not path.is_dir() or path.is_symlink() or any(path.iterdir()):
+                break
+            path.rmdir()
+            rel = posixpath.dirname(rel)
 
 
 def _expand_ports(spec: str, where: str) -> list[str]:

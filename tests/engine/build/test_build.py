@@ -230,3 +230,29 @@ def test_bad_dockerfile_is_a_clear_error(builder: Engine, tmp_path: Path) -> Non
         builder.builder.build(tmp_path)
     with pytest.raises(BuildError, match="Cannot locate specified Dockerfile"):
         builder.builder.build(tmp_path, dockerfile="Nope")
+
+
+def test_run_mounts_and_network(builder: Engine, tmp_path: Path) -> None:
+    write_tree(tmp_path, {"src/input.txt": "from-context\n", "Dockerfile": """\
+FROM busybox
+RUN --mount=type=cache,target=/var/cache/estiba-test,id=bt-cache \\
+    date +%s%N >> /var/cache/estiba-test/log && wc -l < /var/cache/estiba-test/log > /runs
+RUN --mount=type=bind,source=src,target=/mnt/src cat /mnt/src/input.txt > /copied
+RUN --mount=type=bind,source=src,target=/mnt/rw,rw touch /mnt/rw/new && test -f /mnt/rw/new
+RUN --mount=type=tmpfs,target=/scratch grep -q '/scratch tmpfs' /proc/mounts
+RUN ls /sys/class/net > /nets
+RUN --network=host ls /sys/class/net > /hostnets
+"""})
+    img = builder.builder.build(tmp_path)
+    assert run_in(builder, img.id, ["cat", "/copied", "/nets"])[1] == "from-context\nlo\n"
+    assert run_in(builder, img.id, ["sh", "-c", "wc -l < /hostnets"])[1].strip() != "1"
+    assert not (tmp_path / "src" / "new").exists()  # a rw bind never writes the context
+    # mount points made for the step are not part of its layer
+    for layer in img.layers:
+        assert not (layer.path / "mnt").exists() and not (layer.path / "scratch").exists()
+        assert not (layer.path / "var" / "cache" / "estiba-test").exists()
+    again = builder.builder.build(tmp_path, no_cache=True)
+    assert run_in(builder, again.id, ["cat", "/runs"])[1].strip() == "2"  # the cache persisted
+    write_tree(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=x true\n"})
+    with pytest.raises(BuildError, match="type=secret"):
+        builder.builder.build(tmp_path)
