@@ -260,7 +260,7 @@ class GatewayBackend:
     def op_volume_create(self, name: str | None = None, driver: str = "local",
                          labels: dict | None = None, options: dict | None = None) -> dict:
         return self._call("volumes.create", name, driver=driver, labels=labels or {},
-                          options=options or {})
+                          driver_opts=options or {})
 
     def op_volume_list(self, filters: dict | None = None) -> dict:
         return {"Volumes": self._volumes(filters), "Warnings": []}

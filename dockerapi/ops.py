@@ -273,7 +273,7 @@ def credentials_dict(auth: dict) -> dict:
 
     cls = getattr(rc, "Credentials", None)
     values = {"username": auth.get("username"), "password": auth.get("password"),
-              "token": auth.get("identitytoken") or auth.get("registrytoken")}
+              "identity_token": auth.get("identitytoken") or auth.get("registrytoken")}
     if cls is not None and dataclasses.is_dataclass(cls):
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in names}
@@ -402,7 +402,7 @@ def _volume_list(engine, filters: dict | None = None) -> list:
 def volume_create(engine, name: str | None = None, driver: str = "local",
                   labels: dict | None = None, options: dict | None = None) -> dict:
     vol = engine.volumes.create(name or None, driver=driver or "local", labels=labels or {},
-                                options=options or {})
+                                driver_opts=options or {})
     return _docker(vol)
 
 

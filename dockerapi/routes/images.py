@@ -88,7 +88,11 @@ async def tag(api, req: Request, name: str) -> Response:
     if not repo:
         raise BadRequest("repo is required (the new name)")
     await api.policy.check_admin_or_owner(req, "image", name)
-    reference = f"{repo}:{req.query.get('tag') or 'latest'}"
+    tag_ = req.query.get("tag") or ""
+    if not tag_ and ":" in repo.rsplit("/", 1)[-1]:
+        reference = repo  # "name:tag" in repo alone, as docker-py sends it
+    else:
+        reference = f"{repo}:{tag_ or 'latest'}"
     await api.backend.call("image_tag", name, reference)
     return Response(201, b"", content_type="")
 

@@ -1,0 +1,160 @@
+"""docker-py drives images (pull, push, build, tag, save/load), volumes, networks, events."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+import uuid
+
+import docker
+import pytest
+
+
+def _context(files: dict[str, str]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def test_push_then_pull_from_the_local_registry(dclient, made, registry_server):
+    repo = f"{registry_server.host}/estiba-api/{uuid.uuid4().hex[:8]}"
+    made.images.append(f"{repo}:v1")
+    assert dclient.images.get("busybox").tag(repo, "v1")
+    lines = list(dclient.api.push(repo, tag="v1", stream=True, decode=True))
+    assert not [x for x in lines if "error" in x], lines
+    digest = next(x["aux"]["Digest"] for x in lines if "aux" in x)
+    assert digest.startswith("sha256:")
+    dclient.images.remove(f"{repo}:v1")
+    with pytest.raises(docker.errors.ImageNotFound):
+        dclient.images.get(f"{repo}:v1")
+    progress = list(dclient.api.pull(repo, tag="v1", stream=True, decode=True))
+    assert not [x for x in progress if "error" in x], progress
+    assert any("status" in x for x in progress)
+    image = dclient.images.get(f"{repo}:v1")
+    assert image.id == dclient.images.get("busybox").id
+    assert f"{repo}:v1" in [t for i in dclient.images.list() for t in i.tags]
+    assert image.history()
+
+
+def test_pull_of_a_missing_image_is_an_error(dclient, registry_server):
+    with pytest.raises(docker.errors.APIError) as err:
+        dclient.images.pull(f"{registry_server.host}/estiba-api/never-pushed", tag="x")
+    assert "never-pushed" in str(err.value)
+
+
+def test_build_with_args_labels_and_tag(dclient, made):
+    tag = f"{made.uniq('i')}:built"
+    made.images.append(tag)
+    dockerfile = ("FROM busybox\nARG WHO=nobody\nRUN echo \"hello $WHO\" > /greeting\n"
+                  "COPY note.txt /note.txt\nCMD [\"cat\", \"/greeting\", \"/note.txt\"]\n")
+    image, logs = dclient.images.build(
+        fileobj=_context({"Dockerfile": dockerfile, "note.txt": "a note\n"}), custom_context=True,
+        tag=tag, buildargs={"WHO": "estiba"}, labels={"course": "containers"}, rm=True)
+    text = "".join(x.get("stream", "") for x in logs)
+    assert "Step 1/5 : FROM busybox" in text
+    assert image.labels["course"] == "containers"
+    out = dclient.containers.run(tag, name=made.uniq(), remove=True)
+    assert out == b"hello estiba\na note\n"
+
+
+def test_build_error_is_reported(dclient):
+    with pytest.raises(docker.errors.BuildError) as err:
+        dclient.images.build(fileobj=_context({"Dockerfile": "FROM busybox\nRUN exit 3\n"}),
+                             custom_context=True)
+    assert "exit" in str(err.value).lower() or "3" in str(err.value)
+
+
+def test_save_and_load(dclient, made):
+    tag = f"{made.uniq('i')}:saved"
+    made.images.append(tag)
+    dclient.images.get("busybox").tag(tag)
+    data = b"".join(dclient.images.get(tag).save())
+    assert len(data) > 100_000
+    dclient.images.remove(tag)
+    loaded = dclient.images.load(data)
+    assert tag in [t for i in loaded for t in i.tags]
+    assert dclient.images.get(tag).id == dclient.images.get("busybox").id
+
+
+def test_volumes(dclient, made):
+    name = made.uniq("v")
+    vol = dclient.volumes.create(name, labels={"course": "x"})
+    assert vol.name == name
+    assert name in [v.name for v in dclient.volumes.list()]
+    assert dclient.volumes.get(name).attrs["Labels"] == {"course": "x"}
+    c = made.uniq()
+    dclient.containers.run("busybox", ["sh", "-c", "echo kept > /data/f"], name=c,
+                           volumes={name: {"bind": "/data", "mode": "rw"}})
+    out = dclient.containers.run("busybox", ["cat", "/data/f"], remove=True,
+                                 volumes={name: {"bind": "/data", "mode": "ro"}})
+    assert out == b"kept\n"
+    dclient.containers.get(c).remove()
+    vol.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dclient.volumes.get(name)
+
+
+def test_networks(dclient, made):
+    name = made.uniq("n")
+    net = dclient.networks.create(name, driver="bridge")
+    assert net.id
+    assert name in [n.name for n in dclient.networks.list()]
+    server = made.uniq()
+    dclient.containers.run("busybox", ["sleep", "60"], name=server, detach=True, network=name)
+    out = dclient.containers.run("busybox", ["ping", "-c", "1", "-W", "2", server],
+                                 network=name, remove=True)
+    assert b"1 packets received" in out
+    other = made.uniq()
+    c = dclient.containers.run("busybox", ["sleep", "60"], name=other, detach=True)
+    net.connect(c)
+    net.reload()
+    assert c.id in net.attrs.get("Containers", {})
+    net.disconnect(c)
+    dclient.containers.get(server).remove(force=True)
+    c.remove(force=True)
+    net.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dclient.networks.get(name)
+
+
+def test_events_stream_and_filters(dclient, made):
+    name = made.uniq()
+    since = time.time() - 1
+    seen: list[dict] = []
+    stream = dclient.events(decode=True, filters={"container": name})
+
+    def read() -> None:
+        for ev in stream:
+            seen.append(ev)
+            if ev.get("Action") == "destroy":
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    dclient.containers.run("busybox", ["true"], name=name)
+    dclient.containers.get(name).remove()
+    reader.join(15)
+    stream.close()
+    actions = [ev["Action"] for ev in seen]
+    assert actions[:1] == ["create"] and "start" in actions and "die" in actions, actions
+    assert actions[-1] == "destroy"
+    assert all(ev["Actor"]["Attributes"].get("name") == name for ev in seen)
+    past = list(dclient.events(since=since, until=time.time() + 0.01, decode=True,
+                               filters={"container": name, "event": "die"}))
+    assert [ev["Action"] for ev in past] == ["die"]
+    assert past[0]["Actor"]["Attributes"]["exitCode"] == "0"
+
+
+def test_system_df(dclient):
+    df = dclient.df()
+    assert {"Images", "Containers", "Volumes", "LayersSize"} <= set(df)
+    assert any("busybox:latest" in (i.get("RepoTags") or []) for i in df["Images"])
