@@ -18,6 +18,7 @@ bundle to the supervisor, which runs the runtime.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -28,6 +29,7 @@ import signal as signal_mod
 import socket
 import struct
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -548,7 +550,7 @@ class ContainerManager:
                            "runtime": self.engine.config.runtime},
             }
             cdir.update_state()
-            cdir.write_config(cfg, durable=True)
+            cdir.write_config(cfg)
         self._event("create", cid, name, spec)
         return self.get(cid)
 
@@ -883,8 +885,10 @@ class ContainerManager:
             os.rename(cdir.path, trash)
         except FileNotFoundError:
             raise NotFound(f"No such container: {id_or_name}") from None
-        shutil.rmtree(trash, ignore_errors=True)
         self._event("destroy", c.id, c.name, c.spec)
+        # The container is gone once renamed; deleting its files (the upper dir can be
+        # big) need not hold up the caller. recover() sweeps what a crash leaves.
+        _delete_later(trash)
 
     def _wait_supervisor_gone(self, cdir: ContainerDir, timeout: float = 10) -> None:
         state = cdir.read_state()
@@ -1163,6 +1167,19 @@ class AttachSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_pending_deletes: list[threading.Thread] = []
+
+
+def _delete_later(path: Path) -> None:
+    """rm -rf in a thread; a process that exits first waits for it (atexit)."""
+    if not _pending_deletes:
+        atexit.register(lambda: [t.join() for t in list(_pending_deletes)])
+    thread = threading.Thread(target=shutil.rmtree, args=(path, True), daemon=True)
+    _pending_deletes[:] = [t for t in _pending_deletes if t.is_alive()]
+    _pending_deletes.append(thread)
+    thread.start()
 
 
 def _validate(spec: ContainerSpec) -> None:

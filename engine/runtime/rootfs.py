@@ -57,10 +57,14 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path)
         raise RuntimeFailure(f"mounting the overlay root at {target} failed: {os.strerror(err)}")
 
 
-def unmount(target: Path) -> None:
-    """Unmount ``target`` if it is a mount point (lazily if busy); absent is fine."""
+def unmount(target: Path, lazy: bool = False) -> None:
+    """Unmount ``target`` if it is a mount point (lazily if busy); absent is fine.
+
+    ``lazy`` detaches at once and lets the kernel finish (flushing the overlay's
+    upper dir) in the background: right for a root no process uses any more.
+    """
     while is_mounted(target):
-        rc = _libc.umount2(str(target).encode(), 0)
+        rc = _libc.umount2(str(target).encode(), MNT_DETACH if lazy else 0)
         if rc != 0:
             err = ctypes.get_errno()
             if err in (errno.EINVAL, errno.ENOENT):

@@ -528,7 +528,7 @@ class Supervisor:
         from engine.runtime.rootfs import unmount
 
         with contextlib.suppress(Exception):
-            unmount(self.cdir.rootfs)
+            unmount(self.cdir.rootfs, lazy=True)  # every process of the container is gone
         if self.config.get("NetworkSetup"):
             try:
                 self._engine().networks.teardown(self.cdir.id)
