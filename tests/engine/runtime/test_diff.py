@@ -3,50 +3,58 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from engine.errors import NotFound
+from engine.runtime.containers import ContainerSpec
 from engine.runtime.diff import ADDED, DELETED, MODIFIED, changes
-from tests.engine.runtime.runc_container import make_lower, runc_container
 
 
-@pytest.fixture(scope="module")
-def container():
-    base = Path(tempfile.mkdtemp(prefix="estiba-x-", dir="/var/tmp"))
+@pytest.fixture
+def container(engine):
+    c = engine.containers.create(ContainerSpec(image="busybox:latest", cmd=["sleep", "1000"],
+                                               network_mode="none"))
     try:
-        with runc_container(base, make_lower(base)) as c:
-            yield c
+        engine.containers.start(c.id)
+        yield engine.containers.get(c.id)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        engine.containers.remove(c.id, force=True)
 
 
-def test_added_changed_deleted_after_a_process_ran(container):
-    out = container.sh(
-        "echo new > /etc/added && echo more >> /etc/motd && rm /etc/doomed"
-        " && mkdir -p /srv/app/data && echo x > /srv/app/data/f && rm -r /home"
-        " && chmod 700 /var/log"
-    )
+def sh(engine, c, script: str) -> subprocess.CompletedProcess:
+    argv = engine.containers.runtime_for(c).command("exec", c.runtime_id, "sh", "-c", script)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+def test_added_changed_deleted_after_a_process_ran(engine, container):
+    out = sh(engine, container,
+             "echo new > /etc/added && echo more >> /etc/group && rm /usr/bin/wc"
+             " && mkdir -p /srv/app/data && echo x > /srv/app/data/f && rm -r /home"
+             " && chmod 700 /var/log")
     assert out.returncode == 0, out.stderr
-    found = {c["Path"]: c["Kind"] for c in changes(container.upper, [container.lower])}
+    found = {c["Path"]: c["Kind"] for c in engine.containers.changes(container.id)}
     assert found["/etc"] == MODIFIED
     assert found["/etc/added"] == ADDED
-    assert found["/etc/motd"] == MODIFIED
-    assert found["/etc/doomed"] == DELETED
+    assert found["/etc/group"] == MODIFIED
+    assert found["/usr"] == MODIFIED and found["/usr/bin"] == MODIFIED
+    assert found["/usr/bin/wc"] == DELETED
     assert found["/srv"] == ADDED and found["/srv/app/data/f"] == ADDED
     assert found["/home"] == DELETED
     assert found["/var"] == MODIFIED and found["/var/log"] == MODIFIED
     assert "/bin" not in found and "/etc/passwd" not in found
-    assert set(found) <= {"/etc", "/etc/added", "/etc/motd", "/etc/doomed", "/srv", "/srv/app",
-                          "/srv/app/data", "/srv/app/data/f", "/home", "/var", "/var/log"}
+    expected = {"/etc", "/etc/added", "/etc/group", "/usr", "/usr/bin", "/usr/bin/wc", "/srv",
+                "/srv/app", "/srv/app/data", "/srv/app/data/f", "/home", "/var", "/var/log"}
+    assert set(found) - expected <= {"/tmp", "/run"}, set(found) - expected
     # Docker's order and shape: a sorted list of {"Path", "Kind"}.
-    listing = changes(container.upper, [container.lower])
-    assert [c["Path"] for c in listing] == sorted(found)
+    layers = [Path(p) for p in container.config["LayerDirs"]]
+    listing = changes(container.upper_dir, layers)
+    assert [c["Path"] for c in listing] == sorted(listing_paths := [c["Path"] for c in listing])
+    assert set(expected) <= set(listing_paths)
     assert set(listing[0]) == {"Path", "Kind"}
-    ignored = {c["Path"] for c in changes(container.upper, [container.lower], ignore=["/srv"])}
+    ignored = {c["Path"] for c in changes(container.upper_dir, layers, ignore=["/srv"])}
     assert "/srv" not in ignored and "/srv/app" not in ignored and "/etc/added" in ignored
 
 

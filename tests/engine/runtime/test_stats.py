@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,17 +10,36 @@ import pytest
 from engine.errors import NotFound
 from engine.runtime import cgroups
 from engine.runtime.cgroups import Cgroup
-from tests.engine.runtime.runc_container import MEMORY_LIMIT, PIDS_LIMIT, make_lower, runc_container
+from engine.runtime.containers import ContainerSpec
+
+MEMORY_LIMIT = 64 * 2**20
+PIDS_LIMIT = 50
+
+
+class Box:
+    """The module's container and a way to run shell inside it (plain runc exec)."""
+
+    def __init__(self, engine, cid: str) -> None:
+        self.engine = engine
+        self.c = engine.containers.get(cid)
+        self.id, self.pid, self.cgroups_path = self.c.id, self.c.pid, self.c.cgroups_path
+        self.runtime = engine.containers.runtime_for(self.c)
+
+    def sh(self, script: str) -> subprocess.CompletedProcess:
+        argv = self.runtime.command("exec", self.c.runtime_id, "sh", "-c", script)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
-def container():
-    base = Path(tempfile.mkdtemp(prefix="estiba-x-", dir="/var/tmp"))
+def container(engine):
+    c = engine.containers.create(ContainerSpec(
+        image="busybox:latest", cmd=["sleep", "1000"], network_mode="none",
+        memory=MEMORY_LIMIT, pids_limit=PIDS_LIMIT))
     try:
-        with runc_container(base, make_lower(base)) as c:
-            yield c
+        engine.containers.start(c.id)
+        yield Box(engine, c.id)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        engine.containers.remove(c.id, force=True)
 
 
 def test_cgroup_of_a_container_process(container):
@@ -35,9 +52,8 @@ def test_cgroup_of_a_container_process(container):
 
 
 def test_stats_memory_against_limit_and_pids(container):
-    cg = Cgroup.of_pid(container.pid)
-    before = cgroups.read_stats(cg, container.pid, container_id=container.id, name="x")
-    assert before["name"] == "/x" and before["id"] == container.id
+    before = container.engine.containers.stats(container.id)  # the manager's one sample
+    assert before["name"] == "/" + container.c.name and before["id"] == container.id
     assert before["memory_stats"]["limit"] == MEMORY_LIMIT
     assert before["pids_stats"] == {"current": 1, "limit": PIDS_LIMIT}
     assert before["precpu_stats"]["cpu_usage"]["total_usage"] == 0
@@ -47,7 +63,7 @@ def test_stats_memory_against_limit_and_pids(container):
     assert out.returncode == 0, out.stderr
     # CPU work between two samples gives a CPU percentage.
     container.sh("i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done")
-    after = cgroups.read_stats(cg, container.pid, previous=before)
+    after = cgroups.stats(container.engine.containers.get(container.id), previous=before)
     assert after["preread"] == before["read"]
     assert after["precpu_stats"] == before["cpu_stats"]
     assert after["memory_stats"]["usage"] >= before["memory_stats"]["usage"] + 20 * 2**20
@@ -94,11 +110,11 @@ def test_freeze_and_thaw(container):
     cgroups.set_frozen(cg, True)
     try:
         assert cgroups.frozen(cg)
-        assert container.runtime.state(container.id)["status"] == "paused"
+        assert container.runtime.state(container.c.runtime_id)["status"] == "paused"
     finally:
         cgroups.set_frozen(cg, False)
     assert not cgroups.frozen(cg)
-    assert container.runtime.state(container.id)["status"] == "running"
+    assert container.runtime.state(container.c.runtime_id)["status"] == "running"
 
 
 def test_stats_of_a_missing_cgroup_is_not_found():
@@ -194,3 +210,14 @@ def test_cpu_percent_is_dockers_formula():
         "precpu_stats": {"cpu_usage": {"total_usage": 100}, "system_cpu_usage": 1000},
     }
     assert cgroups.cpu_percent(stats) == pytest.approx(40.0)
+
+
+def test_stopped_container_gives_dockers_zero_sample(engine):
+    c = engine.containers.create(ContainerSpec(image="busybox:latest", cmd=["true"],
+                                               network_mode="none"))
+    try:
+        sample = engine.containers.stats(c.id)
+        assert sample["read"] == cgroups.ZERO_TIME and sample["memory_stats"] == {}
+        assert sample["id"] == c.id and cgroups.cpu_percent(sample) == 0.0
+    finally:
+        engine.containers.remove(c.id, force=True)

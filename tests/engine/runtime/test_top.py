@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
+import time
 
 import pytest
 
 from engine.errors import Conflict, InvalidArgument
 from engine.runtime import top
-from tests.engine.runtime.runc_container import make_lower, runc_container
+from engine.runtime.containers import ContainerSpec
 
 
 @pytest.fixture(scope="module")
-def container():
-    base = Path(tempfile.mkdtemp(prefix="estiba-x-", dir="/var/tmp"))
+def container(engine):
+    """A running busybox with a second process, run as uid 1 (daemon) through runc exec."""
+    c = engine.containers.create(ContainerSpec(image="busybox:latest", cmd=["sleep", "1000"],
+                                               network_mode="none"))
     try:
-        with runc_container(base, make_lower(base)) as c:
-            # A second process, run as uid 1 (daemon) and started through exec.
-            argv = c.runtime.command("exec", "-d", "--user", "1:1", c.id, "sleep", "999")
-            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            yield c
+        engine.containers.start(c.id)
+        c = engine.containers.get(c.id)
+        runtime = engine.containers.runtime_for(c)
+        argv = runtime.command("exec", "-d", "--user", "1:1", c.runtime_id, "sleep", "999")
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # runc returns once the process exists; it becomes "sleep 999" at its execve.
+        deadline = time.monotonic() + 10
+        while not any(p.args == ["sleep", "999"] for p in top.processes(c.pid)):
+            assert time.monotonic() < deadline, "the exec'd sleep never showed up"
+            time.sleep(0.02)
+        yield c
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        engine.containers.remove(c.id, force=True)
 
 
 def test_pid_1_inside_is_the_init_on_the_host(container):
@@ -40,8 +46,8 @@ def test_pid_1_inside_is_the_init_on_the_host(container):
     assert len(rows) == 2  # nothing of the host
 
 
-def test_default_titles_are_ps_ef(container):
-    out = top.top(container.pid)
+def test_default_titles_are_ps_ef(engine, container):
+    out = engine.containers.top(container.id)  # the manager delegates here
     assert out["Titles"] == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
     by_pid = {row[1]: row for row in out["Processes"]}
     init = by_pid[str(container.pid)]
@@ -53,8 +59,8 @@ def test_default_titles_are_ps_ef(container):
     assert top.top(container.pid, "-ef")["Titles"] == out["Titles"]
 
 
-def test_aux_and_custom_fields(container):
-    aux = top.top(container.pid, "aux")
+def test_aux_and_custom_fields(engine, container):
+    aux = engine.containers.top(container.id, "aux")
     assert aux["Titles"] == ["USER", "PID", "%CPU", "%MEM", "VSZ", "RSS", "TTY", "STAT", "START",
                              "TIME", "COMMAND"]
     init = next(r for r in aux["Processes"] if r[1] == str(container.pid))
