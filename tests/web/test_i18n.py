@@ -108,8 +108,9 @@ def test_makemessages_finds_no_new_string(tmp_path):
 
 
 def test_a_spanish_browser_gets_spanish_pages(client):
-    subprocess.run([sys.executable, "manage.py", "compilemessages", "-l", "es", "-v", "0"],
-                   cwd=REPO, check=True, capture_output=True)
+    mo = po("es").with_suffix(".mo")  # as compilemessages (scripts/setup.sh) makes it
+    if not mo.exists() or mo.stat().st_mtime < po("es").stat().st_mtime:
+        subprocess.run(["msgfmt", "--check-format", "-o", str(mo), str(po("es"))], check=True)
     from django.utils import translation
 
     with translation.override("es"):
