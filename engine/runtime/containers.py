@@ -503,9 +503,9 @@ class ContainerManager:
         """Make the container's directory and records; nothing runs yet."""
         if isinstance(spec, dict):
             spec = ContainerSpec.from_dict(spec)
+        _validate(spec)
         image = self.engine.images.resolve(spec.image)
         img_cfg = dict(image.runtime_config or {})
-        _validate(spec)
         resources(spec)  # a bad limit fails here, before anything is written
         if spec.entrypoint is not None:
             entrypoint = list(spec.entrypoint)
@@ -584,7 +584,26 @@ class ContainerManager:
     # -- start --------------------------------------------------------------------
 
     def start(self, id_or_name: str) -> None:
-        c = self.get(id_or_name)
+        cid = self._find_id(id_or_name)
+        with self._op_lock(cid):  # two workers starting one container: one wins
+            self._start(cid)
+
+    @contextlib.contextmanager
+    def _op_lock(self, cid: str) -> Iterator[None]:
+        """Serialises start and remove of one container (not the state lock: the
+        supervisor takes that one while a start waits for it)."""
+        try:
+            fd = os.open(self.dir / cid / "op.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {cid}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _start(self, cid: str) -> None:
+        c = self.get(cid)
         if c.state.status in ("running", "paused", "restarting"):
             raise NotModified(f"container {c.name} is already running")
         cdir = self._cdir(c.id)
@@ -626,7 +645,8 @@ class ContainerManager:
             shim.spawn(cdir, self.runtime_for(c), self.engine.events.journal, self.sock_dir)
         except EngineError as exc:
             self._abort_start(c, cdir, str(exc), network_ready,
-                              127 if isinstance(exc, CommandNotFound) else 128)
+                              (126 if "permission denied" in str(exc) else 127)
+                              if isinstance(exc, CommandNotFound) else 128)
             raise
         except Exception as exc:
             self._abort_start(c, cdir, str(exc), network_ready, 128)
@@ -846,6 +866,11 @@ class ContainerManager:
             pause = min(pause * 1.5, 0.005 if time.monotonic() - start < 2 else 0.05)
 
     def remove(self, id_or_name: str, force: bool = False, volumes: bool = False) -> None:
+        cid = self._find_id(id_or_name)
+        with self._op_lock(cid):
+            self._remove(cid, force, volumes)
+
+    def _remove(self, id_or_name: str, force: bool, volumes: bool) -> None:
         c = self.get(id_or_name)
         cdir = self._cdir(c.id)
         if c.state.status in ("running", "paused", "restarting"):
@@ -1182,7 +1207,44 @@ def _delete_later(path: Path) -> None:
     thread.start()
 
 
+def _check_types(spec: ContainerSpec) -> None:
+    """Fields come from forms and API bodies: wrong types are the caller's error, said so."""
+    def strings(name: str, value: Any, optional: bool = True) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"{name} must be a list of strings, not {value!r:.80}")
+
+    if not isinstance(spec.image, str) or not spec.image:
+        raise InvalidArgument("image must be a non-empty string")
+    strings("cmd", spec.cmd)
+    strings("entrypoint", spec.entrypoint)
+    strings("env", spec.env, optional=False)
+    if not isinstance(spec.labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in spec.labels.items()):
+        raise InvalidArgument("labels must map strings to strings")
+    for name in ("memory", "memory_swap", "cpu_shares", "cpu_period", "cpu_quota", "nano_cpus",
+                 "pids_limit", "log_max_size", "log_max_files"):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(f"{name} must be an integer, not {value!r:.40}")
+    for name in ("name", "working_dir", "user", "hostname", "domainname", "cpuset_cpus",
+                 "restart_policy", "network_mode", "stop_signal"):
+        value = getattr(spec, name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(f"{name} must be a string, not {value!r:.40}")
+        if value and "\x00" in value:
+            raise InvalidArgument(f"{name} holds a NUL byte")
+    if spec.working_dir and not spec.working_dir.startswith("/"):
+        raise InvalidArgument(f"the working directory '{spec.working_dir}' is invalid, it needs "
+                              "to be an absolute path")
+    if spec.tty_size is not None and (len(spec.tty_size) != 2 or not all(
+            isinstance(v, int) and 0 < v < 10000 for v in spec.tty_size)):
+        raise InvalidArgument(f"invalid terminal size {spec.tty_size!r}")
+
+
 def _validate(spec: ContainerSpec) -> None:
+    _check_types(spec)
     name, _, count = (spec.restart_policy or "no").partition(":")
     if name not in RESTART_POLICIES or (count and (name != "on-failure" or not count.isdigit())):
         raise InvalidArgument(f"invalid restart policy {spec.restart_policy!r}: use no, always, "

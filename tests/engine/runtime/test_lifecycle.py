@@ -212,3 +212,24 @@ def test_bridge_container_leaves_nothing(engine, containers, leak_check):
     engine.containers.remove(c.id)
     assert leak_check(engine, c) == []
     assert set(os.listdir("/sys/class/net")) <= veths_before
+
+
+@pytest.mark.parametrize("bad", [
+    {"cmd": "echo not a list"},
+    {"env": ["A=1", 2]},
+    {"labels": {"a": 1}},
+    {"memory": "1g"},
+    {"working_dir": "relative/dir"},
+    {"name": "a\x00b"},
+    {"hostname": "-bad"},
+    {"restart_policy": "on-failure:x"},
+    {"stop_signal": "SIGNOPE"},
+    {"memory": 64 * 1024 * 1024, "memory_swap": 32 * 1024 * 1024},
+    {"nano_cpus": 500_000_000, "cpu_quota": 50_000},
+])
+def test_hostile_specs_are_refused_before_anything_is_written(engine, bad):
+    before = sorted(p.name for p in engine.containers.dir.iterdir())
+    with pytest.raises(InvalidArgument):
+        engine.containers.create(ContainerSpec(image="busybox:latest", network_mode="none",
+                                               **{"cmd": ["true"], **bad}))
+    assert sorted(p.name for p in engine.containers.dir.iterdir()) == before
