@@ -978,6 +978,12 @@ class ContainerManager:
                     tmp.unlink()
             self._check_supervisor(cdir)
             state = cdir.read_state()
+            if state["Status"] in ("created", "exited", "dead"):
+                with contextlib.suppress(EngineError):  # a supervisor that died mid-cleanup
+                    rootfs_mod.unmount(cdir.rootfs, lazy=True)
+                for suffix in (".attach", ".console"):
+                    with contextlib.suppress(OSError):
+                        (self.sock_dir / f"{cid[:16]}{suffix}").unlink()
             policy, _ = shim.parse_restart_policy(cdir.read_config()["Spec"]["restart_policy"])
             if state["Status"] == "exited" and not state["ManualStopped"] and (
                     policy in ("always", "unless-stopped") and state["Error"]):

@@ -30,6 +30,7 @@ import array
 import contextlib
 import ctypes
 import fcntl
+import gc
 import json
 import os
 import resource
@@ -106,6 +107,9 @@ def spawn(cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path
     if pid == 0:  # first child: leave the caller's session, fork the real supervisor
         code = 0
         try:
+            # The supervisor shares the caller's memory copy-on-write; keep the garbage
+            # collector from walking (and so copying) every inherited object.
+            gc.freeze()
             os.close(r)
             os.setsid()
             if os.fork() == 0:
