@@ -1,0 +1,345 @@
+"""A small, fast, streaming reader of tar headers (ustar, PAX and GNU long names).
+
+Why not ``tarfile``? It is correct, but in stream mode it costs ~150 µs of
+Python per member, which made unpacking a 20,000-file layer 3x slower than
+GNU tar. A layer applier needs only a few things from each header — name,
+type, mode, owners, size, mtime, link target, PAX records — so this reader
+parses exactly those, from a buffer refilled 1 MiB at a time.
+
+The refills come from a helper thread that also decompresses (zlib and zstd
+release the GIL) and feeds the SHA-256 of the uncompressed stream (the diff
+ID), so those costs run on the other core while this thread creates files.
+
+Hostile input is expected: checksums are verified, numbers must be octal or
+GNU base-256, PAX records must be well formed, and sizes are bounded by what
+the stream really holds. Sparse files (GNU ``S`` and PAX ``GNU.sparse``) are
+refused: no real layer needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import IO
+
+BLOCK = 512
+REFILL = 1 << 20
+
+REG, AREG, LNK, SYM, CHR, BLK = b"0", b"\0", b"1", b"2", b"3", b"4"
+DIR, FIFO, CONT = b"5", b"6", b"7"
+PAX, GLOBAL_PAX, GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE = b"x", b"g", b"L", b"K", b"S"
+
+
+class TarFormatError(ValueError):
+    """The stream is not a well-formed tar archive."""
+
+
+@dataclass(slots=True)
+class Member:
+    name: str
+    type: bytes
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: float
+    linkname: str
+    devmajor: int = 0
+    devminor: int = 0
+    pax: dict[str, bytes] = field(default_factory=dict)
+
+    def isreg(self) -> bool:
+        return self.type in (REG, AREG, CONT)
+
+    def isdir(self) -> bool:
+        return self.type == DIR
+
+    def issym(self) -> bool:
+        return self.type == SYM
+
+    def islnk(self) -> bool:
+        return self.type == LNK
+
+    def ischr(self) -> bool:
+        return self.type == CHR
+
+    def isblk(self) -> bool:
+        return self.type == BLK
+
+    def isfifo(self) -> bool:
+        return self.type == FIFO
+
+
+def _num(field_: bytes, what: str) -> int:
+    if field_ and field_[0] & 0x80:  # GNU base-256
+        value = int.from_bytes(field_[1:], "big")
+        if field_[0] & 0x40:
+            value -= 1 << (8 * (len(field_) - 1))
+        return value
+    text = field_.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise TarFormatError(f"bad {what} field {bytes(field_)!r}") from None
+
+
+def _str(field_: bytes) -> str:
+    return field_.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _parse_pax(data: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos:pos + 1] == b"\0":
+            break
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise TarFormatError("bad PAX record (no length)")
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise TarFormatError("bad PAX record length") from None
+        if length <= 0 or pos + length > len(data) or data[pos + length - 1:pos + length] != b"\n":
+            raise TarFormatError("bad PAX record (length out of range)")
+        record = data[space + 1:pos + length - 1]
+        key, eq, value = record.partition(b"=")
+        if not eq:
+            raise TarFormatError("bad PAX record (no '=')")
+        out[key.decode("utf-8", "surrogateescape")] = value
+        pos += length
+    return out
+
+
+class _Pump(threading.Thread):
+    """Reads (and thereby decompresses) the stream and hashes it, ahead of the parser."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(name="tar-pump", daemon=True)
+        self.stream = stream
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.sha = hashlib.sha256()
+        self.count = 0
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                chunk = self.stream.read(REFILL)
+                if not chunk:
+                    break
+                self.sha.update(chunk)
+                self.count += len(chunk)
+                while not self.stop.is_set():
+                    try:
+                        self.q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as err:  # reported to the parser
+            self.error = err
+        finally:
+            while True:
+                try:
+                    self.q.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self.stop.is_set():
+                        try:
+                            self.q.get_nowait()
+                        except queue.Empty:
+                            pass
+
+
+class TarReader:
+    """Iterate members; read each regular member's data with :meth:`read_data` chunks."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.pump = _Pump(stream)
+        self.pump.start()
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+        self._pending = 0    # data bytes of the current member not yet consumed
+        self._padding = 0
+        self._global: dict[str, bytes] = {}
+
+    # ------------------------------------------------------------------ buffer
+    def _fill(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.pump.q.get()
+        if chunk is None:
+            self.eof = True
+            if self.pump.error is not None:
+                raise self.pump.error
+            return False
+        rest = self.buf[self.pos:]
+        self.buf = rest + chunk if rest else chunk
+        self.pos = 0
+        return True
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) - self.pos < n:
+            if not self._fill():
+                raise TarFormatError("unexpected end of the tar stream")
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return data
+
+    def _skip(self, n: int) -> None:
+        while n > 0:
+            avail = len(self.buf) - self.pos
+            if avail == 0:
+                if not self._fill():
+                    raise TarFormatError("unexpected end of the tar stream")
+                continue
+            step = min(avail, n)
+            self.pos += step
+            n -= step
+
+    def read_data(self, limit: int = REFILL) -> memoryview:
+        """The next piece (at most ``limit`` bytes) of the current member's data."""
+        if self._pending <= 0:
+            return memoryview(b"")
+        if len(self.buf) - self.pos == 0 and not self._fill():
+            raise TarFormatError("unexpected end of the tar stream inside a file")
+        step = min(self._pending, len(self.buf) - self.pos, limit)
+        view = memoryview(self.buf)[self.pos:self.pos + step]
+        self.pos += step
+        self._pending -= step
+        return view
+
+    def _finish_member(self) -> None:
+        if self._pending:
+            self._skip(self._pending)
+            self._pending = 0
+        if self._padding:
+            self._skip(self._padding)
+            self._padding = 0
+
+    # ------------------------------------------------------------------ members
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Member:
+        self._finish_member()
+        pax: dict[str, bytes] = {}
+        longname = longlink = None
+        while True:
+            if len(self.buf) - self.pos < BLOCK and not self._fill_to(BLOCK):
+                raise StopIteration  # end of stream without the two zero blocks: tolerated
+            hdr = self.buf[self.pos:self.pos + BLOCK]
+            self.pos += BLOCK
+            if hdr.count(0) == BLOCK:
+                raise StopIteration
+            stored = _num(hdr[148:156], "checksum")
+            unsigned = sum(hdr) - sum(hdr[148:156]) + 8 * 32
+            if stored != unsigned:
+                signed = unsigned - 256 * sum(1 for b in hdr if b > 127)
+                if stored != signed:
+                    raise TarFormatError("header checksum mismatch (not a tar stream, or corrupt)")
+            typ = hdr[156:157]
+            size = _num(hdr[124:136], "size")
+            if size < 0:
+                raise TarFormatError("negative size")
+            if typ in (PAX, GLOBAL_PAX, GNU_LONGNAME, GNU_LONGLINK):
+                if size > 16 * 1024 * 1024:
+                    raise TarFormatError("extended header larger than 16 MiB")
+                data = self._take(size)
+                self._skip(-size % BLOCK)
+                if typ == PAX:
+                    pax.update(_parse_pax(data))
+                elif typ == GLOBAL_PAX:
+                    self._global.update(_parse_pax(data))
+                elif typ == GNU_LONGNAME:
+                    longname = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                else:
+                    longlink = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                continue
+            if typ == GNU_SPARSE:
+                raise TarFormatError("sparse files are not supported in layers")
+            break
+        if self._global:
+            pax = {**self._global, **pax}
+        name = _str(hdr[0:100])
+        if hdr[257:262] == b"ustar":
+            prefix = _str(hdr[345:500]) if hdr[257:263] == b"ustar\0" else ""
+            if prefix:
+                name = prefix + "/" + name
+        member = Member(
+            name=longname if longname is not None else name,
+            type=typ, mode=_num(hdr[100:108], "mode"), uid=_num(hdr[108:116], "uid"),
+            gid=_num(hdr[116:124], "gid"), size=size, mtime=_num(hdr[136:148], "mtime"),
+            linkname=longlink if longlink is not None else _str(hdr[157:257]),
+            devmajor=_num(hdr[329:337], "devmajor"), devminor=_num(hdr[337:345], "devminor"),
+        )
+        if pax:
+            self._apply_pax(member, pax)
+        if member.isreg():
+            self._pending = member.size
+            self._padding = -member.size % BLOCK
+        elif member.type in (LNK, SYM, DIR, CHR, BLK, FIFO):
+            # Header-only types carry no data whatever their size field says (as Go's
+            # archive/tar and Python's tarfile read them).
+            self._pending, self._padding = 0, 0
+        else:
+            self._pending, self._padding = member.size, -member.size % BLOCK
+        return member
+
+    def _fill_to(self, n: int) -> bool:
+        while len(self.buf) - self.pos < n:
+            if not self._fill():
+                return False
+        return True
+
+    @staticmethod
+    def _apply_pax(m: Member, pax: dict[str, bytes]) -> None:
+        m.pax = pax
+        try:
+            if "path" in pax:
+                m.name = pax["path"].decode("utf-8", "surrogateescape")
+            if "linkpath" in pax:
+                m.linkname = pax["linkpath"].decode("utf-8", "surrogateescape")
+            if "size" in pax:
+                m.size = int(pax["size"])
+            if "uid" in pax:
+                m.uid = int(pax["uid"])
+            if "gid" in pax:
+                m.gid = int(pax["gid"])
+            if "mtime" in pax:
+                m.mtime = float(pax["mtime"])
+        except ValueError:
+            raise TarFormatError(f"bad PAX value in the header of {m.name!r}") from None
+        if m.size < 0 or m.uid < 0 or m.gid < 0:
+            raise TarFormatError(f"negative PAX value in the header of {m.name!r}")
+        if any(k.startswith("GNU.sparse") for k in pax):
+            raise TarFormatError("sparse files are not supported in layers")
+
+    # ------------------------------------------------------------------ the end
+    def finish(self) -> tuple[str, int]:
+        """Drain the stream; return (sha256 digest of the tar bytes, their count)."""
+        while self._fill():
+            self.buf, self.pos = b"", 0
+        self.pump.join()
+        if self.pump.error is not None:
+            raise self.pump.error
+        return "sha256:" + self.pump.sha.hexdigest(), self.pump.count
+
+    def close(self) -> None:
+        """Stop the pump (after an error); safe to call twice."""
+        self.pump.stop.set()
+        while True:
+            try:
+                if self.pump.q.get_nowait() is None:
+                    break
+            except queue.Empty:
+                if not self.pump.is_alive():
+                    break
+                threading.Event().wait(0.01)
+        self.pump.join(5)
