@@ -420,23 +420,38 @@ def empty_stats(container_id: str = "", name: str = "") -> dict[str, Any]:
     }
 
 
+#: The last sample taken in this process per (container id, init pid): Docker's daemon
+#: likewise fills ``precpu_stats`` from its collector's previous sample.
+_LAST: dict[tuple[str, int], dict[str, Any]] = {}
+_LAST_MAX = 512
+
+
 def stats(container: Any, previous: dict | None = None) -> dict[str, Any]:
     """Docker's stats JSON for an engine container (``ContainerManager.stats`` calls this).
 
     ``container`` needs ``id``, ``name``, ``pid``, ``cgroups_path`` (the OCI
     ``cgroupsPath`` it was started with) and ``state.status``. A container
-    that is not running gets Docker's all-zero answer. Pass the previous
-    sample as ``previous`` to get a CPU percentage (see :func:`read_stats`).
+    that is not running gets Docker's all-zero answer. ``previous`` defaults to
+    the last sample this process took of the same container, so calling this
+    once a second gives a CPU percentage (see :func:`cpu_percent`).
     """
     status = getattr(getattr(container, "state", None), "status", "running")
     if status not in ("running", "paused") or not container.pid:
         return empty_stats(container.id, container.name)
+    key = (container.id, int(container.pid))
+    if previous is None:
+        previous = _LAST.get(key)
     try:
         cg = Cgroup.of_path(container.cgroups_path)
-        return read_stats(cg, container.pid, previous, container_id=container.id,
-                          name=container.name)
+        sample = read_stats(cg, container.pid, previous, container_id=container.id,
+                            name=container.name)
     except NotFound:
+        _LAST.pop(key, None)
         return empty_stats(container.id, container.name)  # it stopped while we looked
+    if len(_LAST) >= _LAST_MAX:
+        _LAST.clear()
+    _LAST[key] = {"read": sample["read"], "cpu_stats": sample["cpu_stats"]}
+    return sample
 
 
 # --- what `docker stats` prints -------------------------------------------------

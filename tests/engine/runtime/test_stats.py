@@ -73,6 +73,9 @@ def test_stats_memory_against_limit_and_pids(container):
     assert cpu["cpu_usage"]["total_usage"] > before["cpu_stats"]["cpu_usage"]["total_usage"]
     assert len(cpu["cpu_usage"]["percpu_usage"]) >= 1 and cpu["online_cpus"] >= 1
     assert cgroups.cpu_percent(after) > 0
+    # Without an explicit previous sample, the last one this process took is used.
+    again = container.engine.containers.stats(container.id)
+    assert again["precpu_stats"] == after["cpu_stats"] and again["preread"] == after["read"]
     row = cgroups.summary(after)
     assert row["pids"] == 3 and row["memory_limit"] == MEMORY_LIMIT
     assert 30 < row["memory_percent"] < 100
