@@ -341,11 +341,12 @@ class BuildContext:
         st = os.stat(host)
         add("", host, st)
         if stat.S_ISDIR(st.st_mode):
-            for crel, chost, cst in self.walk("", host) if rel == "" else self._walk_rel(rel,
-                                                                                         host):
+            for crel, chost, cst in self.walk_below(rel, host):
                 add(crel, chost, cst)
         return "sha256:" + h.hexdigest()
 
-    def _walk_rel(self, rel: str, host: Path):
+    def walk_below(self, rel: str, host: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+        """Like :meth:`walk`, with paths relative to the directory ``host`` itself."""
+        cut = len(rel) + 1 if rel else 0
         for crel, chost, cst in self.walk(rel, host):
-            yield crel[len(rel) + 1:], chost, cst
+            yield crel[cut:], chost, cst

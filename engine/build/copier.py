@@ -23,6 +23,7 @@ import functools
 import gzip
 import lzma
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
@@ -50,8 +51,16 @@ def dest_path(root: Path, path: str) -> Path:
         if host is None:
             parent = resolve_in(root, current)
             assert parent is not None
-            (parent / part).mkdir(mode=0o755)
-            host = parent / part
+            lexical = parent / part
+            if lexical.is_symlink():  # dangling in the image: make its target, in the image
+                link = os.readlink(lexical)
+                dest_path(root, posixpath.join(posixpath.join(current, link), "_"))
+                host = resolve_in(root, nxt)
+                if host is None:
+                    raise BuildError(f"cannot copy to {path}: {nxt} is a broken symlink")
+            else:
+                lexical.mkdir(mode=0o755)
+                host = lexical
         elif not host.is_dir():
             raise BuildError(f"cannot copy to {path}: {nxt} is not a directory in the image")
         current = "/" + str(host.relative_to(root)) if host != root else "/"
@@ -111,18 +120,26 @@ def ensure_dir(target: Path, st: os.stat_result | None, owner: Owner, chmod: int
         _apply_meta(target, st, owner, chmod)
 
 
-def copy_tree(entries, target: Path, owner: Owner, chmod: int | None) -> int:
-    """Copy ``(rel, host, stat)`` entries (parents before children) under ``target``."""
+def copy_tree(entries, root: Path, base: Path, owner: Owner, chmod: int | None) -> int:
+    """Copy ``(rel, host, stat)`` entries (parents first) under ``base``, a directory
+    inside ``root``. Each destination is resolved inside ``root``: a symlink the image
+    holds on the way (``/app/lib -> /usr/lib``) is followed *in the image*, never on
+    the host."""
+    base_c = "/" + str(base.relative_to(root)) if base != root else "/"
     count = 0
     dirs: list[tuple[Path, os.stat_result]] = []
     for rel, host, st in entries:
-        dst = target / rel
+        cpath = posixpath.join(base_c, rel)
         if stat.S_ISDIR(st.st_mode):
-            ensure_dir(dst, None, owner, None)
+            existing = resolve_in(root, cpath)
+            if existing is not None and existing.is_dir():
+                dst = existing
+            else:
+                dst = dest_path(root, cpath)
+                ensure_dir(dst, None, owner, None)
             dirs.append((dst, st))
         else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            copy_entry(host, st, dst, owner, chmod)
+            copy_entry(host, st, dest_path(root, cpath), owner, chmod)
         count += 1
     for dst, st in reversed(dirs):  # modes and mtimes after the content is in
         _apply_meta(dst, st, owner, chmod)
@@ -160,7 +177,7 @@ def _is_tar_header(block: bytes) -> bool:
     return stored == unsigned
 
 
-def add_archive(open_stream, target: Path, owner: Owner, work: Path) -> None:
+def add_archive(open_stream, root: Path, target: Path, owner: Owner, work: Path) -> None:
     """ADD of a local tar: unpack safely aside, then merge into ``target`` (a directory)."""
     tmp = Path(tempfile.mkdtemp(prefix="add-", dir=work))
     try:
@@ -173,7 +190,7 @@ def add_archive(open_stream, target: Path, owner: Owner, work: Path) -> None:
                 host = Path(dirpath) / name
                 entries.append((str(host.relative_to(tmp)), host, os.lstat(host)))
         entries.sort(key=lambda e: e[0].count("/"))
-        copy_tree(entries, target, owner, None)
+        copy_tree(entries, root, target, owner, None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -637,11 +637,12 @@ class _Run:
                             if target is None:
                                 target = copier.dest_path(root, dest)
                                 target.mkdir(mode=0o755)
-                            copier.add_archive(opener, target, owner, self.b.work_dir)
+                            copier.add_archive(opener, root, target, owner, self.b.work_dir)
                             continue
                     self._copy_host(root, rel, host, dest, dest_is_dir, owner, chmod,
                                     parents, excludes,
-                                    entries=self.ctx.walk(rel, host) if host.is_dir() else None)
+                                    entries=self.ctx.walk_below(rel, host) if host.is_dir()
+                                    else None)
             self._commit(st, key, upper, "/bin/sh -c #(nop) " + shown)
 
     def _from_image(self, name: str, where: str) -> Image | None:
@@ -730,7 +731,7 @@ class _Run:
             if excludes.patterns:
                 entries = ((r, h, s) for r, h, s in entries
                            if not excludes.matches_or_parent_matches(r))
-            copier.copy_tree(entries, target, owner, chmod)
+            copier.copy_tree(entries, root, target, owner, chmod)
             return
         if excludes.patterns and excludes.matches_or_parent_matches(rel):
             return

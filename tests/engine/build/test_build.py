@@ -256,3 +256,19 @@ RUN --network=host ls /sys/class/net > /hostnets
     write_tree(tmp_path, {"Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=x true\n"})
     with pytest.raises(BuildError, match="type=secret"):
         builder.builder.build(tmp_path)
+
+
+def test_copy_never_follows_image_symlinks_on_the_host(builder: Engine, tmp_path: Path) -> None:
+    host_dir = tmp_path / "host-target"
+    host_dir.mkdir()
+    tree = tmp_path / "ctx"
+    write_tree(tree, {"tree/lib/x.txt": "x", "one.txt": "1", "Dockerfile": f"""\
+FROM busybox
+RUN mkdir -p /app && ln -s {host_dir} /app/lib && ln -s {host_dir} /app/lib2
+COPY tree/ /app/
+COPY one.txt /app/lib2/sub/one.txt
+"""})
+    img = builder.builder.build(tree)
+    assert list(host_dir.iterdir()) == []  # nothing written on the host
+    assert run_in(builder, img.id, ["cat", "/app/lib/x.txt", f"{host_dir}/sub/one.txt"])[1] \
+        == "x1"
