@@ -52,6 +52,7 @@ from engine.runtime.oci import OCIRuntime
 from engine.runtime.store import ContainerDir, rfc3339
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
 #: client -> shim frame types on the attach socket
 FRAME_STDIN, FRAME_CLOSE_STDIN, FRAME_RESIZE = 0, 1, 2
 #: shim -> client: stream 1 stdout, 2 stderr, and 3 carries the exit code at the end
@@ -188,6 +189,8 @@ class Supervisor:
     def run(self, ready_fd: int) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        # ps/top show "estiba-shim" instead of the forking worker's name
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"estiba-shim"), 0, 0, 0)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
