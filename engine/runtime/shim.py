@@ -203,7 +203,7 @@ class Supervisor:
         first = True
         while True:
             started = time.monotonic()
-            error = self.start_once()
+            error = self.start_once(restarted=not first)
             if first:
                 first = False
                 msg = f"error: {error}" if error else f"ok {os.getpid()}"
@@ -265,7 +265,7 @@ class Supervisor:
 
     # -- one run of the container ----------------------------------------------
 
-    def start_once(self) -> str | None:
+    def start_once(self, restarted: bool = False) -> str | None:
         """Run the container detached; return an error message or None."""
         tty = bool(self.spec.get("tty"))
         open_stdin = bool(self.spec.get("open_stdin"))
@@ -340,7 +340,7 @@ class Supervisor:
         self.cdir.update_state(Status="running", Running=True, Paused=False, Restarting=False,
                                Pid=self.init_pid, StartedAt=now, Error="", OOMKilled=False,
                                ShimPid=os.getpid(), ShimStart=proc_start_time(os.getpid()))
-        if self.cdir.read_state()["RestartCount"] > 0:
+        if restarted:  # the engine announces the first start itself
             self.event("start")
         return None
 
