@@ -250,7 +250,7 @@ class GatewayBackend:
         finally:
             os.unlink(src)
         images = self._call("images.load", data, _timeout=600)
-        return [((i.get("RepoTags") or [None])[0] or i.get("Id", "")) for i in images]
+        return [name for i in images for name in (i.get("RepoTags") or [i.get("Id", "")])]
 
     # --- volumes --------------------------------------------------------------------------
     def _volumes(self, filters: dict | None = None) -> list:

@@ -385,7 +385,7 @@ def image_load(engine, src: str) -> list[str]:
             os.unlink(src)
         except OSError:
             pass
-    return [(i.repo_tags[0] if i.repo_tags else i.id) for i in images]
+    return [name for i in images for name in (i.repo_tags or [i.id])]
 
 
 # --- volumes -----------------------------------------------------------------------------

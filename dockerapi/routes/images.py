@@ -7,8 +7,10 @@ and a client that hangs up half-way leaves nothing behind but a file we delete.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import tarfile
 import uuid
 
 from dockerapi.http import BadRequest, HTTPError, Request, Response, json_response
@@ -179,10 +181,28 @@ async def get_many(api, req: Request) -> Response:
     return await _save(api, req, [v for k, v in req.query_list if k == "names" and v])
 
 
+def archive_tags(path: str) -> list[str]:
+    """The ``RepoTags`` a docker-archive's ``manifest.json`` names (what ``load`` will tag)."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            member = tar.getmember("manifest.json")
+            if not member.isfile() or member.size > 16 * 1024 * 1024:
+                return []
+            manifest = json.load(tar.extractfile(member))
+    except (KeyError, OSError, ValueError, tarfile.TarError):
+        return []
+    if not isinstance(manifest, list):
+        return []
+    return [str(t) for entry in manifest if isinstance(entry, dict)
+            for t in (entry.get("RepoTags") or [])]
+
+
 async def load(api, req: Request) -> Response:
     await api.policy.check_create(req, "image", {})
     src = await _spool(req, "load")
+    tags = await asyncio.to_thread(archive_tags, src)
     loaded = await api.backend.call("image_load", src)
+    loaded = tags or loaded
     lines = b"".join(json.dumps({"stream": f"Loaded image: {name}\n"}).encode() + b"\r\n"
                      for name in loaded)
     return Response(200, lines)

@@ -76,7 +76,7 @@ def test_save_and_load(dclient, made):
     tag = f"{made.uniq('i')}:saved"
     made.images.append(tag)
     dclient.images.get("busybox").tag(tag)
-    data = b"".join(dclient.images.get(tag).save())
+    data = b"".join(dclient.images.get(tag).save(named=tag))
     assert len(data) > 100_000
     dclient.images.remove(tag)
     loaded = dclient.images.load(data)
