@@ -207,6 +207,32 @@ def _go_match_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z")
 
 
+def glob_in(root: Path, pattern: str, excluded=lambda rel: False) -> list[tuple[str, Path]]:
+    """Entries of ``root`` matching a ``filepath.Match`` pattern, component by component."""
+    comps = [c for c in pattern.split("/") if c not in ("", ".")]
+    if not comps:
+        return [("", root)]
+    regexes = [_go_match_regex(c) for c in comps]
+    out: list[tuple[str, Path]] = []
+
+    def walk(prefix: list[str], depth: int) -> None:
+        base = resolve_in(root, "/".join(prefix)) if prefix else root
+        if base is None or not base.is_dir():
+            return
+        for name in sorted(os.listdir(base)):
+            if not regexes[depth].match(name):
+                continue
+            rel = "/".join([*prefix, name])
+            if depth + 1 == len(comps):
+                if not excluded(rel):
+                    out.append((rel, base / name))
+            else:
+                walk([*prefix, name], depth + 1)
+
+    walk([], 0)
+    return out
+
+
 def has_wildcards(path: str) -> bool:
     return any(c in path for c in "*?[")
 
@@ -275,25 +301,7 @@ class BuildContext:
                 raise BuildError(f"COPY failed: file not found in build context or excluded "
                                  f"by .dockerignore: stat {src}: file does not exist")
             return [(clean, host)]
-        out: list[tuple[str, Path]] = []
-        comps = clean.split("/")
-        regexes = [_go_match_regex(c) for c in comps]
-
-        def walk(prefix: list[str], depth: int) -> None:
-            base = resolve_in(self.root, "/".join(prefix)) if prefix else self.root
-            if base is None or not base.is_dir():
-                return
-            for name in sorted(os.listdir(base)):
-                if not regexes[depth].match(name):
-                    continue
-                rel = "/".join([*prefix, name])
-                if depth + 1 == len(comps):
-                    if not self.excluded(rel):
-                        out.append((rel, base / name))
-                else:
-                    walk([*prefix, name], depth + 1)
-
-        walk([], 0)
+        out = glob_in(self.root, clean, self.excluded)
         if not out:
             raise BuildError(f"COPY failed: no source files were specified (pattern {src})")
         return out

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from engine.build import copier
 from engine.build.cache import BuildCache, cache_key
-from engine.build.context import BuildContext, resolve_in
+from engine.build.context import BuildContext, glob_in, has_wildcards, resolve_in
 from engine.build.dockerfile import parse, parse_heredoc
 from engine.build.dockerignore import PatternMatcher
 from engine.build.instructions import (
@@ -622,12 +622,19 @@ class _Run:
                     self._download(root, payload, dest, dest_is_dir, owner, chmod,
                                    ins.flag("checksum"), where)
                 elif kind == "image":
-                    host = resolve_in(src_root, payload) if src_root else None
-                    if host is None:
+                    clean = posixpath.normpath("/" + payload).lstrip("/")
+                    if has_wildcards(clean):
+                        found = glob_in(src_root, clean) if src_root else []
+                    else:
+                        host = resolve_in(src_root, clean) if src_root else None
+                        found = [(clean, host)] if host is not None else []
+                    if not found:
                         raise BuildError(f"{where}: COPY failed: stat {payload}: file does not "
                                          f"exist in {src_from}")
-                    self._copy_host(root, payload, host, dest, dest_is_dir, owner, chmod,
-                                    parents, excludes, entries=None)
+                    many = dest_is_dir or len(found) > 1
+                    for rel, host in found:
+                        self._copy_host(root, rel, host, dest, many, owner, chmod,
+                                        parents, excludes, entries=None)
                 else:
                     rel, host = payload
                     if ins.keyword == "ADD" and host.is_file():

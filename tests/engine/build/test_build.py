@@ -128,15 +128,17 @@ RUN test -f /out/app
 FROM ${BASE}
 COPY --from=builder /out/app /usr/local/bin/app
 COPY --from=0 --chmod=600 /out/ /copied/
+COPY --from=builder /out/a?p* /glob/
 CMD ["cat", "/usr/local/bin/app"]
 """})
     log = Log()
     img = builder.builder.build(tmp_path, tags=["bt-multi:1"], progress=log)
-    assert "Step 8/8" in log.text
+    assert "Step 9/9" in log.text
     assert run_in(builder, img.id, [])[1] == "compiled\n"
     assert run_in(builder, img.id, ["stat", "-c", "%a", "/copied/app"])[1] == "600\n"
+    assert run_in(builder, img.id, ["cat", "/glob/app"])[1] == "compiled\n"
     # the final image carries busybox's layers plus its own, not the builder's RUN layer
-    assert len(img.layers) == len(builder.images.resolve("busybox").layers) + 2
+    assert len(img.layers) == len(builder.images.resolve("busybox").layers) + 3
     target = builder.builder.build(tmp_path, target="builder")
     assert run_in(builder, target.id, ["cat", "/out/app"])[1] == "compiled\n"
     with pytest.raises(BuildError, match="failed to reach build target nope"):
