@@ -487,6 +487,7 @@ def start(
         helper.kill()
         helper.wait()
         _close_all(ours)
+        shutil.rmtree(work, ignore_errors=True)
         raise RuntimeFailure(f"exec {exec_id[:12]}: the exec helper did not report: {exc}") from exc
     finally:
         parent_ctl.close()

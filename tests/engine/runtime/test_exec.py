@@ -169,3 +169,31 @@ def test_exec_dies_with_its_container(engine):
         session.close()
     finally:
         engine.containers.remove(c.id, force=True)
+
+
+def test_exec_through_crun(engine_config):
+    """crun (the default on v2 hosts) takes the same exec flags; its container, its exec."""
+    import dataclasses
+    import shutil as sh
+
+    from engine import Engine
+    from engine.runtime.containers import ContainerSpec
+
+    if sh.which("crun") is None:
+        pytest.skip("crun is not installed")
+    eng = Engine(config=dataclasses.replace(engine_config, runtime="crun"))
+    c = eng.containers.create(ContainerSpec(image="busybox:latest", cmd=["sleep", "1000"],
+                                            network_mode="none"))
+    try:
+        eng.containers.start(c.id)
+        assert eng.containers.runtime_for(eng.containers.get(c.id)).name == "crun"
+        _, out, err, code = run(eng, c, ["sh", "-c", "echo via-crun; echo e >&2; exit 9"])
+        assert (out, err, code) == (b"via-crun\n", b"e\n", 9)
+        exec_id = eng.containers.exec_create(c.id, ["sh"], tty=True, stdin=True)
+        with eng.containers.exec_start(exec_id) as session:
+            session.resize(21, 71)
+            session.write(b"stty size; exit 6\n")
+            assert b"21 71" in _until(session, b"21 71")
+            assert session.wait(timeout=20) == 6
+    finally:
+        eng.containers.remove(c.id, force=True)
