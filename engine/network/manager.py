@@ -445,7 +445,9 @@ class NetworkManager:
                 wanted.append((rec, spec))
             ns_path = self.netns_dir / container_id
             sb["NetnsPath"] = str(ns_path)
-            self._save_sandbox(sb)  # from here a crash leaves a record recover() can undo
+            # Saved once, at the end: we hold the lock, so nobody sees the work half done,
+            # and a crash before the save leaves only prefixed links and an unlisted netns
+            # file, which recover() removes as strays.
             try:
                 netns.create(ns_path)
                 for i, (rec, spec) in enumerate(wanted):
@@ -461,7 +463,7 @@ class NetworkManager:
                 self._write_hosts_around(sb)
             except BaseException:
                 with contextlib.suppress(Exception):
-                    self._teardown(container_id)
+                    self._teardown(container_id, sb=sb)
                 raise
         for rec, _spec in wanted:
             self.events.emit(
@@ -540,9 +542,9 @@ class NetworkManager:
             "Aliases": aliases,
             "IPAMConfig": {"IPv4Address": wanted_ip} if wanted_ip else None,
             "DefaultRoute": bool(gateway),
+            "UserNetwork": not rec["Predefined"],
         }
         sb["Endpoints"][rec["Id"]] = ep
-        self._save_sandbox(sb)
         links.add_endpoint(
             Path(sb["NetnsPath"]),
             host_if,
@@ -570,14 +572,16 @@ class NetworkManager:
                 {"container": container_id, "name": ep.get("NetworkName", ""), "type": "bridge"},
             )
 
-    def _teardown(self, container_id: str, sync: bool = True) -> None:
+    def _teardown(
+        self, container_id: str, sync: bool = True, sb: dict[str, Any] | None = None
+    ) -> None:
         """Undo a sandbox. With ``sync=False`` the veths are left to the kernel: removing
         the namespace's bind mount frees the namespace once its last process is gone
         (the container's are), and the kernel then deletes every veth pair with a foot
         in it. Deleting a veth ourselves costs ~15 ms (an RCU grace period) and would be
         most of the network's cost for a short-lived container; the kernel does it in
         the background, batched. :meth:`recover` removes any veth still left."""
-        sb = self._sandbox(container_id)
+        sb = sb or self._sandbox(container_id)
         if sb is None:
             return
         host_ifs = [ep["HostIf"] for ep in sb.get("Endpoints", {}).values()]
@@ -610,6 +614,7 @@ class NetworkManager:
                 )
             try:
                 self._attach(sb, rec, {"aliases": aliases or [], "ipv4_address": ipv4_address})
+                self._save_sandbox(sb)
             except BaseException:
                 ep = sb["Endpoints"].pop(rec["Id"], None)
                 if ep:
@@ -697,15 +702,23 @@ class NetworkManager:
         extra_networks: list[str] | None = None,
     ) -> None:
         """Rewrite the hosts file of ``sb`` and of every container sharing a user network."""
+        mine = {nid for nid, ep in sb.get("Endpoints", {}).items() if ep.get("UserNetwork", True)}
+        touched = mine | set(extra_networks or [])
+        if not touched:  # only the default bridge: no names to share, no peers to tell
+            if include_self:
+                self._write_hosts(sb, [], set())
+            return
         user_nets = {
             r["Id"] for r in self._records() if r["Driver"] == "bridge" and not r["Predefined"]
         }
-        touched = (set(sb.get("Endpoints", {})) | set(extra_networks or [])) & user_nets
+        touched &= user_nets
         all_sbs = self._sandboxes()
+        if include_self and not any(o["ContainerID"] == sb["ContainerID"] for o in all_sbs):
+            all_sbs.append(sb)
         for other in all_sbs:
             if other["ContainerID"] == sb["ContainerID"]:
                 if include_self:
-                    self._write_hosts(other, all_sbs, user_nets)
+                    self._write_hosts(sb, all_sbs, user_nets)
             elif touched & set(other.get("Endpoints", {})):
                 self._write_hosts(other, all_sbs, user_nets)
 
