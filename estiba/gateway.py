@@ -83,13 +83,21 @@ def _decode(raw: bytes) -> dict:
 def stream(
     op: str, *args: Any, host: str | None = None, start_timeout: float = 30, **kwargs: Any
 ) -> Iterator[Any]:
-    """Yield the items of the generator operation ``op`` as the worker produces them."""
+    """Yield the items of the generator operation ``op`` as the worker produces them.
+
+    The task is sent at once (not at the first ``next``), so the worker starts
+    while the caller prepares; closing the iterator cancels the worker's side.
+    """
     host = host or default_host()
     _check_host(host)
     sid = uuid.uuid4().hex
+    _send("estiba.stream", [sid, op, ops.to_json(list(args)), ops.to_json(kwargs)], host)
+    return _read_stream(sid, op, host, start_timeout)
+
+
+def _read_stream(sid: str, op: str, host: str, start_timeout: float) -> Iterator[Any]:
     r = bus.client()
     key = bus.stream_key(sid)
-    _send("estiba.stream", [sid, op, ops.to_json(list(args)), ops.to_json(kwargs)], host)
     last, started = "0", False
     try:
         waited = 0.0

@@ -111,7 +111,8 @@ def error_to_json(exc: BaseException, host: str) -> dict:
 
 
 def error_from_json(data: dict) -> errors.EngineError:
-    cls = getattr(errors, data.get("type", ""), None)
+    name = data.get("type", "")
+    cls = OperationRefused if name == "OperationRefused" else getattr(errors, name, None)
     if not (isinstance(cls, type) and issubclass(cls, errors.EngineError)):
         cls = errors.EngineError
     return cls(data.get("message", "unknown engine error"))
@@ -225,9 +226,15 @@ def _is_running(engine: Any, container_id: str) -> bool:
     return bool(data.get("State", {}).get("Running"))
 
 
+def event_json(event: Any) -> dict:
+    """An engine event both ways: estiba's own fields and Docker's ``EventMessage``."""
+    own = {f.name: to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
+    return {"event": own, "docker": event.to_docker()}
+
+
 def _events_follow(engine: Any, since: int | None = None) -> Iterator[dict]:
     for _offset, event in engine.events.follow(since):
-        yield {"event": to_json(event), "docker": event.to_docker()}
+        yield event_json(event)
 
 
 def run_stream(engine: Any, op: str, args: list, kwargs: dict) -> Iterator[Any]:

@@ -51,9 +51,9 @@ def host() -> str:
 
 def _publish(r: Any, event: Any) -> None:
     from estiba import bus
-    from estiba.ops import to_json
+    from estiba.ops import event_json
 
-    payload = {"host": host(), "event": to_json(event), "docker": event.to_docker()}
+    payload = {"host": host(), **event_json(event)}
     r.publish(bus.EVENTS_CHANNEL, json.dumps(payload))
 
 
