@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.errors import Conflict, EngineError, InvalidArgument
+from engine.errors import Conflict, EngineError, InvalidArgument, RuntimeFailure
 from engine.runtime.cgroups import Cgroup
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -102,19 +102,27 @@ def read_process(pid: int) -> ProcessInfo | None:
 def container_pids(init_pid: int) -> list[int]:
     """Host PIDs of every process of the container whose init is ``init_pid``.
 
-    The container's cgroup lists them; if it cannot be read, every process in
-    the init's PID namespace is taken instead.
+    The container's cgroup lists them; if it cannot be read (or is a
+    hierarchy's root, shared with the host), every process in the init's PID
+    namespace is taken instead.
     """
+    pids: list[int] = []
     try:
-        pids = Cgroup.of_pid(init_pid).pids()
+        cg = Cgroup.of_pid(init_pid)
+        directory = cg.path("pids") or cg.path("memory")
+        # A process left in a hierarchy's root cgroup shares it with the whole host.
+        if directory is not None and not os.path.ismount(directory):
+            pids = cg.pids()
     except (EngineError, OSError):  # no readable cgroup: use the namespace below
-        pids = []
+        pass
     if init_pid in pids:
         return pids
     try:
         ns = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError as exc:
+    except FileNotFoundError as exc:
         raise Conflict(f"process {init_pid} is gone: the container is not running") from exc
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot read the PID namespace of process {init_pid}: {exc}") from exc
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
