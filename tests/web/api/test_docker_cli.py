@@ -159,3 +159,45 @@ def test_container_readers(docker_cli, made, cmd):
     if cmd == ["diff"]:
         assert "A /x" in proc.stdout
     docker_cli("rm", "-f", name)
+
+
+def test_push_pull_build(docker_cli, made, registry_server, tmp_path):
+    repo = f"{registry_server.host}/estiba-cli/{made.uniq('i')}"
+    made.images += [f"{repo}:v1", f"{repo}:built"]
+    docker_cli("tag", "busybox", f"{repo}:v1")
+    out = docker_cli("push", f"{repo}:v1").stdout
+    assert "v1: digest: sha256:" in out
+    docker_cli("rmi", f"{repo}:v1")
+    out = docker_cli("pull", f"{repo}:v1").stdout
+    assert "Digest:" in out or "Downloaded" in out or "Status:" in out
+    assert f"{repo}:v1" in docker_cli("images", "--format",
+                                      "{{.Repository}}:{{.Tag}}").stdout.split()
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo built > /b\nCMD cat /b\n")
+    build = docker_cli("build", "-t", f"{repo}:built", str(tmp_path))
+    assert "Successfully tagged" in build.stdout, build.stdout + build.stderr
+    assert docker_cli("run", "--rm", f"{repo}:built").stdout == "built\n"
+    history = docker_cli("history", f"{repo}:built").stdout
+    assert "RUN" in history or "echo built" in history
+    bad = docker_cli("pull", f"{registry_server.host}/estiba-cli/never:x", check=False)
+    assert bad.returncode != 0 and "never" in bad.stderr
+
+
+def test_volume_and_network_commands(docker_cli, made):
+    vol, net, c = made.uniq("v"), made.uniq("n"), made.uniq()
+    docker_cli("volume", "create", vol)
+    assert vol in docker_cli("volume", "ls", "-q").stdout.split()
+    assert json.loads(docker_cli("volume", "inspect", vol).stdout)[0]["Name"] == vol
+    docker_cli("run", "--rm", "-v", f"{vol}:/v", "busybox", "sh", "-c", "echo hi > /v/f")
+    assert docker_cli("run", "--rm", "-v", f"{vol}:/v:ro", "busybox", "cat", "/v/f").stdout \
+        == "hi\n"
+    docker_cli("network", "create", net)
+    assert net in docker_cli("network", "ls", "--format", "{{.Name}}").stdout.split()
+    docker_cli("run", "-d", "--name", c, "--network", net, "busybox", "sleep", "60")
+    inspect = json.loads(docker_cli("network", "inspect", net).stdout)[0]
+    assert inspect["Name"] == net and inspect["Driver"] == "bridge"
+    docker_cli("network", "disconnect", net, c)
+    docker_cli("network", "connect", net, c)
+    docker_cli("rm", "-f", c)
+    docker_cli("network", "rm", net)
+    docker_cli("volume", "rm", vol)
+    assert vol not in docker_cli("volume", "ls", "-q").stdout.split()
