@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -106,7 +107,14 @@ def is_empty(directory: Path) -> bool:
 
 
 def copy_up(layers: list[Path], target: str, data_dir: Path, scratch: Path) -> bool:
-    """Copy the image's ``target`` directory into the empty ``data_dir``; True if it did."""
+    """Copy the image's ``target`` directory into the empty ``data_dir``; True if it did.
+
+    The files are copied into a staging directory beside ``data_dir`` that then
+    replaces it with one ``rename`` (allowed over an empty directory), so a crash
+    mid-copy leaves the volume empty, to be filled again at the next start, rather
+    than half filled and never completed. A volume that is a mount of its own
+    (driver options) cannot be renamed over; it is filled in place.
+    """
     if not is_empty(data_dir):
         return False
     with merged_view(layers, scratch) as root:
@@ -115,21 +123,28 @@ def copy_up(layers: list[Path], target: str, data_dir: Path, scratch: Path) -> b
         source = resolve_in_root(root, posixpath.normpath(target))
         if source is None or not source.is_dir():
             return False
+        stage = data_dir.with_name(".copyup")
+        shutil.rmtree(stage, ignore_errors=True)
+        in_place = os.path.ismount(data_dir)
+        dest = data_dir if in_place else stage
+        if not in_place:
+            stage.mkdir()
         st = os.stat(source)
-        os.chown(data_dir, st.st_uid, st.st_gid)
-        os.chmod(data_dir, st.st_mode & 0o7777)
-        copy_xattrs(source, data_dir)
-        if is_empty(source):
-            return False
         # cp -a keeps owners, modes, times, symlinks and hardlinks; =all adds xattrs.
         result = subprocess.run(
-            ["cp", "-a", "--preserve=all", "--no-dereference", f"{source}/.", f"{data_dir}/"],
+            ["cp", "-a", "--preserve=all", "--no-dereference", f"{source}/.", f"{dest}/"],
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
+            shutil.rmtree(stage, ignore_errors=True)
             raise RuntimeFailure(
                 f"copy-up of image path {target} into {data_dir}: {result.stderr.strip()}"
             )
-        os.utime(data_dir, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chown(dest, st.st_uid, st.st_gid)
+        os.chmod(dest, st.st_mode & 0o7777)
+        copy_xattrs(source, dest)
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if not in_place:
+            os.rename(stage, data_dir)
         return True

@@ -407,6 +407,7 @@ class VolumeManager:
                     with contextlib.suppress(OSError):
                         leftover.rmdir()
             for name in self._names():
+                shutil.rmtree(self.root / name / ".copyup", ignore_errors=True)
                 users_dir = self.root / name / "users"
                 if live is not None and users_dir.is_dir():
                     for cid in os.listdir(users_dir):
