@@ -197,3 +197,27 @@ def test_exec_through_crun(engine_config):
             assert session.wait(timeout=20) == 6
     finally:
         eng.containers.remove(c.id, force=True)
+
+
+def test_exit_is_recorded_after_the_starting_process_is_killed(engine, box):
+    """The helper, not the caller, waits for the process: SIGKILL of the caller loses nothing."""
+    cfg = engine.config
+    script = (
+        "import os, signal, sys\nfrom engine import Engine, EngineConfig\n"
+        "c = EngineConfig(root=sys.argv[1], run_dir=sys.argv[2], prefix=sys.argv[3])\n"
+        "e = Engine(config=c)\n"
+        "x = e.containers.exec_create(sys.argv[4], ['sh', '-c', 'sleep 1; exit 5'])\n"
+        "e.containers.exec_start(x)\n"
+        "print(x, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(cfg.root), str(cfg.run_dir),
+                          cfg.prefix, box.id], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -9, out.stderr
+    exec_id = out.stdout.strip()
+    assert engine.containers.exec_inspect(exec_id)["Running"] is True
+    deadline = time.monotonic() + 20
+    while (info := engine.containers.exec_inspect(exec_id))["Running"]:
+        assert time.monotonic() < deadline, info
+        time.sleep(0.05)
+    assert info["ExitCode"] == 5
