@@ -178,3 +178,37 @@ def make_user(web_env: WebEnv):
         return name, password, int(out.strip().splitlines()[-1])
 
     return make
+
+
+@pytest.fixture
+def orm(web_env: WebEnv, django_db_blocker):
+    """The ORM on the session's database (shared with the worker and daphne, committed)."""
+    from django.db import connections
+
+    connections["default"].settings_dict["NAME"] = web_env.env["ESTIBA_SQLITE_PATH"]
+    with django_db_blocker.unblock():
+        yield
+        connections["default"].close()
+
+
+@pytest.fixture
+def containers_made(web_worker, engine) -> Iterator[list[str]]:
+    """Container ids a test made; force-removed at its end whatever happened."""
+    made: list[str] = []
+    yield made
+    for cid in made:
+        try:
+            engine.containers.remove(cid, force=True)
+        except Exception:
+            pass
+
+
+def eventually(check, timeout: float = 10, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
