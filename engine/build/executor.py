@@ -58,7 +58,7 @@ from engine.build.instructions import (
     expand,
 )
 from engine.build.runmount import parse_mount, prepare_cache_dir
-from engine.build.shell import Lex
+from engine.build.shell import Lex, ShellError
 from engine.errors import BuildError, EngineError, ImageNotFound
 
 if TYPE_CHECKING:
@@ -581,7 +581,10 @@ class _Run:
 
                     content = chomp_heredoc_content(content)
                 if h.expand:
-                    content = Lex(esc, skip_process_quotes=True).process_word(content, env)
+                    try:
+                        content = Lex(esc, skip_process_quotes=True).process_word(content, env)
+                    except ShellError as exc:
+                        raise BuildError(f"{where}: heredoc {h.name}: {exc}") from None
                 sources.append(("heredoc", (h.name, content)))
                 key_parts.append(("heredoc", h.name, content))
                 continue

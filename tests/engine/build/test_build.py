@@ -79,11 +79,25 @@ RUN echo first > /first
 COPY a.txt /a.txt
 RUN cat /a.txt > /copy
 """})
-    first = builder.builder.build(tmp_path, tags=["bt-cache:1"])
+    events: list = []
+    unsubscribe = builder.events.subscribe(events.append)
+    try:
+        first = builder.builder.build(tmp_path, tags=["bt-cache:1", "bt-cache:2"],
+                                      labels={"org.test": "yes"})
+    finally:
+        unsubscribe()
+    streams = [e.attributes["stream"] for e in events if e.type == "build"]
+    assert streams[0] == "Step 1/4 : FROM busybox\n" and all(e.transient for e in events
+                                                               if e.type == "build")
+    assert streams[-2:] == ["Successfully tagged bt-cache:1\n", "Successfully tagged bt-cache:2\n"]
+    assert first.runtime_config["Labels"] == {"org.test": "yes"}
+    assert sorted(builder.images.resolve("bt-cache:2").repo_tags)[-2:] == [
+        "docker.io/library/bt-cache:1", "docker.io/library/bt-cache:2"]
     log = Log()
-    again = builder.builder.build(tmp_path, tags=["bt-cache:1"], progress=log)
+    again = builder.builder.build(tmp_path, tags=["bt-cache:1"], progress=log,
+                                  labels={"org.test": "yes"})
     assert again.id == first.id
-    assert log.text.count(" ---> Using cache\n") == 3
+    assert log.text.count(" ---> Using cache\n") == 4  # three steps and the labels
     (tmp_path / "a.txt").write_text("two")
     log = Log()
     edited = builder.builder.build(tmp_path, progress=log)
