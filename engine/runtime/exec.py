@@ -428,6 +428,7 @@ def start(
         raise Conflict(f"container {record['ContainerID'][:12]} is not running")
     tty = bool(record["ProcessConfig"]["tty"])
     process = process_spec(record, Path(bundle), height, width)
+    _claim(path, exec_id)
     work = Path(tempfile.mkdtemp(prefix="estiba-exec-"))  # short: a socket path has 108 bytes
     (work / "process.json").write_text(json.dumps(process))
     args = ["--process", str(work / "process.json"), "--detach", "--pid-file", str(work / "pid")]
@@ -508,6 +509,21 @@ def start(
     if tty and height > 0 and width > 0:
         session.resize(height, width)
     return session
+
+
+def _claim(path: Path, exec_id: str) -> None:
+    """Mark the exec started under its lock, so two callers can never both start it."""
+    lock = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(path) as fh:
+            record = json.load(fh)
+        if record.get("Running") or record.get("StartedAt", ZERO_TIME) != ZERO_TIME:
+            raise Conflict(f"exec {exec_id[:12]} has already been started")
+        record["StartedAt"] = _now()
+        write_record(path, record)
+    finally:
+        os.close(lock)
 
 
 def _close_all(fds: dict[str, int | None]) -> None:
