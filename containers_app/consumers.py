@@ -135,8 +135,7 @@ class TerminalConsumer(_ContainerSocket):
                 cols = max(1, min(int(value), 1000))
         self.session = await gateway.asession(
             "containers.exec", self.row.engine_id, ["/bin/sh"], tty=True,
-            env=[f"LINES={rows}", f"COLUMNS={cols}", "TERM=xterm-256color"], host=self.row.host)
-        await self.session.resize(rows, cols)
+            env=["TERM=xterm-256color"], rows=rows, cols=cols, host=self.row.host)
         async for chunk in self.session.output():
             await self.send(bytes_data=chunk)
         await self.send(text_data=json.dumps({"exit": self.session.exit_code}))

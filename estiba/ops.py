@@ -265,5 +265,8 @@ def open_session(engine: Any, op: str, args: list, kwargs: dict) -> Any:
             container_id, cmd, tty=kwargs.get("tty", True), user=kwargs.get("user", ""),
             env=kwargs.get("env"), workdir=kwargs.get("workdir", ""), stdin=True,
         )
+        rows, cols = int(kwargs.get("rows") or 0), int(kwargs.get("cols") or 0)
+        if rows and cols:
+            return engine.containers.exec_start(exec_id, height=rows, width=cols)
         return engine.containers.exec_start(exec_id)
     return engine.containers.attach(*args, **kwargs)

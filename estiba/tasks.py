@@ -59,6 +59,16 @@ def stream(sid: str, op: str, args: list, kwargs: dict) -> None:
         _xadd(r, key, {"error": ops.error_to_json(exc, _host())})
 
 
+def _exit_code(sess) -> int | None:
+    wait = getattr(sess, "wait", None)
+    if callable(wait):
+        try:
+            return wait(timeout=5)
+        except Exception:
+            return None
+    return getattr(sess, "exit_code", None)
+
+
 @shared_task(name="estiba.session")
 def session(sid: str, op: str, args: list, kwargs: dict) -> None:
     """Bridge a two-way byte session: input from ``:in``, output to ``:out``."""
@@ -78,16 +88,18 @@ def session(sid: str, op: str, args: list, kwargs: dict) -> None:
         rr = bus.client()
         try:
             while True:
-                data = sess.read()
+                chunk = sess.read()
+                if chunk is None:
+                    break
+                stream, data = chunk if isinstance(chunk, tuple) else (1, chunk)
                 if not data:
                     break
-                _xadd(rr, out_key, {"data": base64.b64encode(data).decode()})
+                _xadd(rr, out_key, {"data": base64.b64encode(data).decode(), "s": stream})
         except Exception as exc:  # the session ended under us
             log.info("session %s output ended: %s", sid, exc)
         finally:
             finished.set()
-            code = getattr(sess, "exit_code", None)
-            _xadd(rr, out_key, {"exit": code})
+            _xadd(rr, out_key, {"exit": _exit_code(sess)})
 
     threading.Thread(target=pump_output, daemon=True, name=f"session-{sid[:8]}").start()
     last = "0"

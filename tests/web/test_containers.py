@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -54,3 +55,27 @@ def test_logs_stream_live_lines(web_worker, containers_made):
 def test_engine_error_messages_reach_the_caller(web_worker):
     with pytest.raises(gateway.errors.NotFound, match="no-such-container"):
         gateway.call("containers.start", "no-such-container")
+
+
+def test_terminal_session_runs_a_command_and_resizes(web_worker, containers_made):
+    cid = _run(containers_made, "sleep", "60")
+    sess = gateway.session("containers.exec", cid, ["/bin/sh"], tty=True, rows=30, cols=100)
+    try:
+        sess.write(b"stty size; echo h''i\n")
+        out = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            out += sess.read(0.5) or b""
+            text = out.replace(b"\r", b"")
+            if b"30 100" in text and b"\nhi\n" in text:
+                break
+        assert b"30 100" in text, text
+        assert b"\nhi\n" in text, text
+        sess.resize(40, 120)
+        sess.write(b"stty size\n")
+        deadline = time.monotonic() + 10
+        while b"40 120" not in out and time.monotonic() < deadline:
+            out += sess.read(0.5) or b""
+        assert b"40 120" in out
+    finally:
+        sess.close()
