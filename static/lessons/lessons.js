@@ -102,9 +102,9 @@
         if (c.dir && c.kind !== "whiteout") return;
         let li = list.querySelector('li[data-path="' + CSS.escape(c.path) + '"]');
         if (!li) { li = el("li", { "data-path": c.path }); list.prepend(li); }
-        const keep = li.dataset.first || c.kind;  // a copy-up stays a copy-up when written again
-        li.dataset.first = keep === "added" && c.kind === "written" ? "added" : keep;
-        const kind = c.kind === "written" ? li.dataset.first : c.kind;
+        // a copy-up stays a copy-up (and a new file new) when it is written again
+        const kind = (c.kind === "written" || c.kind === "attrib") && li.dataset.first ? li.dataset.first : c.kind;
+        li.dataset.first = kind;
         li.className = kind + " fresh";
         li.replaceChildren(el("code", {}, c.path), document.createTextNode(" "),
           el("span", { class: "tag" }, labels[kind] || kind));

@@ -50,8 +50,9 @@ def test_union_view_shows_a_write_in_the_upper_layer_within_2_s(page_in, logged_
     item.wait_for(timeout=2000)
     assert time.monotonic() - start < 2.0
     assert "added" in item.get_attribute("class")
-    inside(lesson_container.pid, "echo cambio >> /etc/group")  # a lower file: copy-up
-    page.locator('#upper-files li[data-path="/etc/group"].copy-up').wait_for(timeout=2000)
+    lower_file = {"en": "/etc/group", "es": "/etc/passwd"}[lang]  # each run copies up its own
+    inside(lesson_container.pid, f"echo '# cambio' >> {lower_file}")
+    page.locator(f'#upper-files li[data-path="{lower_file}"].copy-up').wait_for(timeout=2000)
     screenshot(page, f"union-{lang}")
 
 
