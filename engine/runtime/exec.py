@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -407,6 +408,7 @@ def start(
     height: int = 0,
     width: int = 0,
     journal: Path | None = None,
+    detach: bool = False,
 ) -> ExecSession:
     """Start a created exec in a running container and return its live session.
 
@@ -414,6 +416,9 @@ def start(
     ``runtime_id`` the container's id in it, ``bundle`` the dir holding its
     ``config.json``. With ``journal`` (the engine's event journal) the helper
     appends ``exec_die`` when the process ends, even if no engine is running.
+    ``detach`` (``docker exec -d``): nobody reads the output; the process gets
+    /dev/null (or, with a tty, the helper keeps the terminal open and drains
+    it), and the session only offers ``wait()``/``exit_code``.
     """
     path = record_path(execs_dir, exec_id)
     record = read_record(execs_dir, exec_id)
@@ -437,12 +442,13 @@ def start(
     # The runtime's reasons for refusing go to a log file, not to the exec's stderr.
     argv = runtime.command("exec", *args, runtime_id, log_file=work / "runtime.log")
     plan = {"argv": argv, "record": str(path), "work": str(work), "tty": tty,
-            "journal": str(journal) if journal else "", "container": record["ContainerID"]}
+            "journal": str(journal) if journal else "", "container": record["ContainerID"],
+            "detach": bool(detach)}
 
     parent_ctl, child_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     opened: list[int] = []
     try:
-        if tty:
+        if tty or detach:
             stdio = [subprocess.DEVNULL] * 3
             ours: dict[str, int | None] = {}
         else:
@@ -477,7 +483,7 @@ def start(
         child_ctl.close()
         raise
     child_ctl.close()
-    if not tty:  # the helper (and then the process) holds the other ends now
+    if not tty and not detach:  # the helper (and then the process) holds the other ends now
         for fd in stdio:
             if isinstance(fd, int) and fd >= 0:
                 os.close(fd)
@@ -503,10 +509,13 @@ def start(
             raise CommandNotFound(f"OCI runtime exec failed: {reason}")
         raise RuntimeFailure(f"OCI runtime exec failed: {reason}")
     session = ExecSession(exec_id, path, helper, tty=tty, pid=int(answer["pid"]),
-                          master=fds[0] if tty and fds else None,
+                          master=fds[0] if tty and fds and not detach else None,
                           stdin=ours.get("stdin"), stdout=ours.get("stdout"),
                           stderr=ours.get("stderr"))
-    if tty and height > 0 and width > 0:
+    if detach:
+        for fd in fds:
+            os.close(fd)
+    elif tty and height > 0 and width > 0:
         session.resize(height, width)
     return session
 
@@ -604,7 +613,10 @@ def _helper(ctl_fd: int, plan: dict[str, Any]) -> int:
         return fail("the runtime wrote no pid file", 126)
     _update(record, Running=True, Pid=pid, StartedAt=_now(), HelperPid=os.getpid())
     tell({"pid": pid}, [master] if master is not None else None)
-    if master is not None:
+    if master is not None and plan.get("detach"):
+        # Nobody attached: keep the terminal open (a hang-up would end the shell), discard output.
+        threading.Thread(target=_drain, args=(master,), daemon=True).start()
+    elif master is not None:
         os.close(master)  # the session holds it now: when it lets go, the shell gets SIGHUP
     ctl.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -618,6 +630,15 @@ def _helper(ctl_fd: int, plan: dict[str, Any]) -> int:
                 "container", "exec_die", plan["container"],
                 {"execID": record.stem, "exitCode": str(code)}))
     return code
+
+
+def _drain(fd: int) -> None:
+    """Read and drop a detached exec's terminal output until its last user hangs up."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def _reap(pid: int) -> int:
@@ -668,13 +689,14 @@ class ExecManager:
                         {"execID": exec_id, "name": c.name, "execCommand": " ".join(cmd)})
         return exec_id
 
-    def start(self, exec_id: str, height: int = 0, width: int = 0) -> ExecSession:
+    def start(self, exec_id: str, height: int = 0, width: int = 0,
+              detach: bool = False) -> ExecSession:
         execs_dir = find(self.containers.dir, exec_id)
         c = self.containers.get(execs_dir.parent.name)
         events = self._events()
         journal = getattr(events, "journal", None)
         session = start(execs_dir, exec_id, self.containers.runtime_for(c), c.runtime_id,
-                        c.bundle, height=height, width=width, journal=journal)
+                        c.bundle, height=height, width=width, journal=journal, detach=detach)
         if events is not None:
             events.emit("container", "exec_start", c.id, {"execID": exec_id, "name": c.name})
         return session

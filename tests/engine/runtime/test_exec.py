@@ -221,3 +221,16 @@ def test_exit_is_recorded_after_the_starting_process_is_killed(engine, box):
         assert time.monotonic() < deadline, info
         time.sleep(0.05)
     assert info["ExitCode"] == 5
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_detached_exec_keeps_running_unread(engine, box, tty):
+    """``docker exec -d``: output nobody reads must not kill the process (no SIGPIPE/SIGHUP)."""
+    exec_id = engine.containers.exec_create(
+        box.id, ["sh", "-c", "echo one; sleep 0.3; echo two; exit 4"], tty=tty)
+    session = exec_mod.start(box.dir / "execs", exec_id, engine.containers.runtime_for(box),
+                             box.runtime_id, box.bundle, detach=True)
+    session.close()
+    assert session.read(timeout=1) is None
+    assert session.wait(timeout=20) == 4
+    assert engine.containers.exec_inspect(exec_id)["ExitCode"] == 4
