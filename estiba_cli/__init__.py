@@ -1,0 +1,1 @@
+"""estiba's command-line client (``estiba ps``, ``estiba run -it``...), standard library only."""
