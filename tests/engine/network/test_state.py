@@ -9,7 +9,7 @@ from ipaddress import IPv4Network
 import pytest
 
 from engine.errors import Conflict, Forbidden, InvalidArgument, NotFound
-from engine.network import ipam, links
+from engine.network import ipam, links, netns
 from engine.network.manager import NetworkManager
 from engine.network.ports import parse_publish
 from tests.engine.network.conftest import cid
@@ -111,10 +111,12 @@ def test_state_survives_a_new_manager_and_recover_cleans_a_crash(netman, tmp_pat
     subprocess.run(["ip", "link", "add", stray, "type", "veth", "peer", "name", f"{stray}p"],
                    check=True)
     subprocess.run(["umount", "-l", b.netns_path], check=True)
+    orphan = netns.create(netman.run_dir / "netns" / ("f" * 64))  # a crash mid-setup
     fresh = NetworkManager(netman.root, netman.run_dir, netman.events, _Cfg(netman.prefix))
     removed = fresh.recover()
     assert removed["sandboxes"] == [b.container_id]
     assert stray in removed["links"]
+    assert removed["netns"] == ["f" * 64] and not orphan.exists()
     assert set(fresh.inspect("keep")["Containers"]) == {a.container_id}
     assert not any(name.startswith(stray) for name in links.host_links(netman.prefix))
     table = subprocess.run(["nft", "list", "table", "ip", netman.prefix],
