@@ -104,7 +104,9 @@ def snapshot(own_prefixes: tuple[str, ...] = (), own_paths: tuple[Path, ...] = (
         body = {k: v for k, v in body.items() if k != "handle"}
         nft.append(json.dumps({kind: body}, sort_keys=True))
     mounts = []
-    scratch = ("/var/tmp/", "/tmp/")  # other sessions' tests and benches mount there
+    # Other sessions' tests and benches mount under /tmp and /var/tmp; a real engine
+    # running beside the tests (``make run``) under /run/estiba and /var/lib/estiba.
+    scratch = ("/var/tmp/", "/tmp/", "/run/estiba/", "/var/lib/estiba/")
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             fields = line.split()
