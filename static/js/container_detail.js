@@ -28,6 +28,35 @@
     if (ev.state === "running" && ev.action === "start") { startLogs(); startStats(); }
   });
 
+  // Actions without leaving the page: the new state arrives as an event.
+  box.addEventListener("click", (e) => {
+    const b = e.target.closest("button[formaction]");
+    if (!b || b.classList.contains("danger") || e.defaultPrevented) return;
+    e.preventDefault();
+    const form = b.form;
+    const body = new FormData(form);
+    b.disabled = true;
+    b.setAttribute("aria-busy", "true");
+    fetch(b.formAction, { method: "POST", body, credentials: "same-origin",
+                          headers: { "HX-Request": "true" } })
+      .then(async (r) => {
+        if (!r.ok) showError(await r.text());
+      })
+      .catch(() => showError("network error"))
+      .finally(() => { b.disabled = false; b.removeAttribute("aria-busy"); });
+  });
+  function showError(text) {
+    let box = document.getElementById("action-error");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "action-error";
+      box.className = "msg error";
+      box.setAttribute("role", "alert");
+      document.getElementById("container").after(box);
+    }
+    box.textContent = text;
+  }
+
   // --- tabs (arrow keys move between them) --------------------------------------------------
   const tabs = Array.from(document.querySelectorAll("[role=tab]"));
   function select(tab) {

@@ -136,7 +136,7 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(web_env: WebEnv, web_worker: str) -> Iterator[LiveServer]:
+def dashboard(web_env: WebEnv, web_worker: str) -> Iterator[LiveServer]:
     """daphne serving the dashboard on a free loopback port."""
     port = free_port()
     log = web_env.workdir / "daphne.log"
