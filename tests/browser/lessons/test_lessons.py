@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -123,6 +124,32 @@ def test_build_view_stacks_a_layer_per_instruction(page_in, logged_in):
                            timeout=60000)
     assert page.locator("#build-stack li.cached").count() >= 3  # the rebuild hits the cache
     screenshot(page, "build-cached-en")
+    # the image it made, as the layers lesson shows it: RUN rm left a whiteout
+    image_id = re.search(r"Built (sha256:[0-9a-f]{64})", page.inner_text("#build-log")).group(1)
+    page.goto(f"{logged_in.url}/lessons/layers/?image={image_id}")
+    stack = page.locator("#layer-stack li")
+    assert stack.count() == 5  # busybox + RUN + COPY + RUN + RUN
+    assert "rm /app/Dockerfile" in stack.first.inner_text()  # the top layer, selected
+    page.locator('#layer-tree li.removed[data-path="/app/Dockerfile"]').wait_for(timeout=2000)
+    assert page.inner_text("#wasted") != "0\xa0bytes"  # the removed Dockerfile is wasted
+    screenshot(page, "layers-built-en")
+
+
+def test_teacher_mode_steps_with_the_arrow_keys(page_in, logged_in):
+    page = page_in("es")
+    page.goto(f"{logged_in.url}/lessons/vm/?teacher=1")
+    assert page.locator(".lesson.teacher-mode").count() == 1
+    first = page.inner_text(".steps .step.on")
+    assert "máquina virtual" in first.lower()
+    size = page.evaluate(
+        "parseFloat(getComputedStyle(document.querySelector('.step.on')).fontSize)")
+    assert size >= 30  # large type, readable from the back of the room
+    page.keyboard.press("ArrowRight")
+    assert page.inner_text(".steps .step.on") != first
+    assert page.inner_text(".step-count") == "2 / 4"
+    page.keyboard.press("ArrowLeft")
+    assert page.inner_text(".steps .step.on") == first
+    screenshot(page, "teacher-vm-es")
 
 
 def test_architecture_lights_the_path_of_real_requests(page_in, logged_in):
