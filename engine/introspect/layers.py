@@ -133,6 +133,7 @@ def analyze_layers(
         "visible_bytes": visible,
         "wasted_bytes": total - visible,
         "efficiency": round(visible / total, 4) if total else 1.0,
+        "efficiency_percent": round(100 * visible / total, 2) if total else 100.0,
         "wasted_paths": wasted_paths[:100],
         "files": len(merged),
     }
