@@ -210,7 +210,19 @@ def run_experiment(engine: Any, name: str) -> dict:
     return experiment.run_experiment(name)
 
 
+PREPARE_VM = Path(__file__).resolve().parent.parent / "scripts" / "vm" / "prepare.sh"
+
+
 def boot_vm(engine: Any) -> dict:
+    """Boot the lesson's VM; on a fresh host, first fetch its kernel and build its initramfs."""
+    try:
+        vm.vm_files(vm.VM_DIR)
+    except errors.NotFound:
+        done = subprocess.run(["bash", str(PREPARE_VM), str(vm.VM_DIR)], capture_output=True,
+                              text=True, timeout=300)
+        if done.returncode:
+            raise errors.RuntimeFailure(
+                f"preparing the lesson VM failed: {done.stderr.strip()[-500:]}") from None
     return vm.boot_vm()
 
 
