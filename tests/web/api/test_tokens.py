@@ -1,0 +1,69 @@
+"""TCP access with per-user tokens, and the dashboard's ownership rules on the API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import docker
+import pytest
+import requests
+
+from tests.web.api.conftest import REPO
+
+USERS = """
+from django.contrib.auth import get_user_model
+U = get_user_model()
+for name in ("alice", "bob"):
+    if not U.objects.filter(username=name).exists():
+        U.objects.create_user(name, password=name + "-pw-123")
+"""
+
+
+@pytest.fixture(scope="module")
+def users(api_server):
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", USERS], cwd=REPO,
+                   env=api_server.env, check=True, capture_output=True, timeout=60)
+    return {"alice": "alice-pw-123", "bob": "bob-pw-123"}
+
+
+def _token(api_server, user: str, password: str) -> str:
+    r = requests.post(f"http://127.0.0.1:{api_server.tcp_port}/estiba/login",
+                      json={"username": user, "password": password}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["Token"]
+
+
+def _client(api_server, token: str) -> docker.DockerClient:
+    client = docker.DockerClient(base_url=api_server.tcp_url, version="1.41", timeout=60)
+    client.api.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def test_tcp_needs_a_token(api_server, users):
+    base = f"http://127.0.0.1:{api_server.tcp_port}"
+    assert requests.get(f"{base}/_ping", timeout=5).text == "OK"
+    r = requests.get(f"{base}/v1.41/containers/json", timeout=5)
+    assert r.status_code == 401 and "estiba login" in r.json()["message"]
+    r = requests.get(f"{base}/containers/json", headers={"Authorization": "Bearer nope"},
+                     timeout=5)
+    assert r.status_code == 401
+    r = requests.post(f"{base}/estiba/login", json={"username": "alice", "password": "bad"},
+                      timeout=5)
+    assert r.status_code == 401 and "alice" in r.json()["message"]
+
+
+def test_users_see_only_their_containers(api_server, users, dclient, made):
+    alice = _client(api_server, _token(api_server, "alice", users["alice"]))
+    bob = _client(api_server, _token(api_server, "bob", users["bob"]))
+    name = made.uniq()
+    c = alice.containers.run("busybox", ["sleep", "60"], name=name, detach=True)
+    assert name in [x.name for x in alice.containers.list()]
+    assert name not in [x.name for x in bob.containers.list(all=True)]
+    with pytest.raises(docker.errors.NotFound):
+        bob.containers.get(name)
+    with pytest.raises(docker.errors.NotFound):
+        bob.api.stop(name)
+    assert name in [x.name for x in dclient.containers.list()]  # root on the socket: admin
+    assert alice.images.get("busybox")  # unowned images are shared
+    c.remove(force=True)
