@@ -758,9 +758,13 @@ class ContainerManager:
     def kill(self, id_or_name: str, signal: str | int = "SIGKILL") -> None:
         c = self.get(id_or_name)
         num = parse_signal(signal)
-        if c.state.status not in ("running", "paused"):
+        if c.state.status not in ("running", "paused", "restarting"):
             raise Conflict(f"Container {c.id} is not running")
-        self._signal(c, num)
+        if num in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
+            # like Docker: a container killed by hand is not brought back by its policy
+            self._cdir(c.id).update_state(StopRequested=True, ManualStopped=True)
+        if c.state.status != "restarting":
+            self._signal(c, num)
         self._event("kill", c.id, c.name, c.spec, signal=num)
 
     def _signal(self, c: Container, num: int) -> None:

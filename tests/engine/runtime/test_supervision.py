@@ -166,3 +166,12 @@ def test_exec_is_delegated(engine, containers):
     assert out == f"in {c.id[:12]}\n".encode()
     wait_for(lambda: engine.containers.exec_inspect(exec_id)["ExitCode"] == 0)
     assert engine.containers.get(c.id).to_docker_inspect()["ExecIDs"] == [exec_id]
+
+
+def test_kill_by_hand_is_not_undone_by_the_policy(engine, containers):
+    c = containers(cmd=["sleep", "1000"], restart_policy="always", start=True)
+    engine.containers.kill(c.id, "SIGKILL")
+    assert engine.containers.wait(c.id, timeout=20) == 137
+    time.sleep(0.5)
+    state = engine.containers.get(c.id).state
+    assert state.status == "exited" and state.restart_count == 0
