@@ -765,6 +765,9 @@ class ContainerManager:
             self._cdir(c.id).update_state(StopRequested=True, ManualStopped=True)
         if c.state.status != "restarting":
             self._signal(c, num)
+        if c.state.paused and num == signal_mod.SIGKILL:
+            with contextlib.suppress(RuntimeFailure):  # a frozen task dies only once thawed
+                self.runtime_for(c).run("resume", c.runtime_id)
         self._event("kill", c.id, c.name, c.spec, signal=num)
 
     def _signal(self, c: Container, num: int) -> None:

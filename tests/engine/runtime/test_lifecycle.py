@@ -233,3 +233,14 @@ def test_hostile_specs_are_refused_before_anything_is_written(engine, bad):
         engine.containers.create(ContainerSpec(image="busybox:latest", network_mode="none",
                                                **{"cmd": ["true"], **bad}))
     assert sorted(p.name for p in engine.containers.dir.iterdir()) == before
+
+
+def test_kill_and_remove_of_a_paused_container(engine, containers, leak_check):
+    c = containers(cmd=["sleep", "1000"], start=True)
+    engine.containers.pause(c.id)
+    engine.containers.kill(c.id)
+    assert engine.containers.wait(c.id, timeout=20) == 137
+    d = containers(cmd=["sleep", "1000"], start=True)
+    engine.containers.pause(d.id)
+    engine.containers.remove(d.id, force=True)
+    assert leak_check(engine, d) == []
