@@ -206,7 +206,18 @@ class Container:
 
     @property
     def network_settings(self) -> dict[str, Any]:
-        return self.config.get("NetworkSettings") or _empty_network_settings()
+        """Docker's NetworkSettings; a stopped container keeps its networks, not addresses."""
+        settings = self.config.get("NetworkSettings") or _empty_network_settings()
+        if self.state.status in ("running", "paused", "restarting"):
+            return settings
+        blank = {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
+                 "EndpointID": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                 "IPv6Gateway": ""}
+        out = {**settings, **{k: v for k, v in blank.items() if k in settings},
+               "SandboxKey": "", "Ports": {}}
+        out["Networks"] = {name: {**net, **{k: v for k, v in blank.items() if k in net}}
+                           for name, net in (settings.get("Networks") or {}).items()}
+        return out
 
     def to_docker_inspect(self) -> dict[str, Any]:
         spec = self.spec
