@@ -416,26 +416,42 @@ class ImageStore:
         return tmpdir
 
     def unpack_layer(self, blob_digest: str, diff_id: str, parent_chain: str | None,
-                     media_type: str = MT_OCI_LAYER_GZIP) -> Layer:
-        """Unpack a stored layer blob (once) and return it; check its diff ID."""
+                     media_type: str = MT_OCI_LAYER_GZIP, *, source: IO[bytes] | None = None,
+                     before_publish: Callable[[], None] | None = None) -> Layer:
+        """Unpack a layer blob (once) and return it; check its diff ID.
+
+        By default the blob is read from the store. A puller may instead pass the
+        download stream as ``source`` (unpacking while downloading) and a
+        ``before_publish`` callback that verifies and stores the blob: it runs
+        after the content checked out and before the layer dir is published.
+        """
         check_digest(diff_id, "diff ID")
         chain_id = diff_id if not parent_chain else sha256_bytes(
             f"{parent_chain} {diff_id}".encode())
         if not self.has_layer(chain_id):
             tmpdir = self._new_layer_tmp()
             try:
-                with self.blobs.open(blob_digest) as fh:
-                    result = unpack_blob(io.BufferedReader(fh, CHUNK), tmpdir / "diff",
-                                         what=f"layer {blob_digest}")
+                with contextlib.ExitStack() as stack:
+                    if source is None:
+                        source = stack.enter_context(self.blobs.open(blob_digest))
+                    result = unpack_blob(io.BufferedReader(source, CHUNK),  # type: ignore[arg-type]
+                                         tmpdir / "diff", what=f"layer {blob_digest}")
                 if result.diff_id != diff_id:
                     raise LayerRejected(f"layer {blob_digest}: its content has diff ID "
                                         f"{result.diff_id}, the image config says {diff_id}")
+                if before_publish is not None:
+                    before_publish()
                 self._publish_layer(tmpdir, chain_id, {
                     "diff_id": diff_id, "size": result.size, "digest": blob_digest,
                     "tar_size": result.tar_size, "skipped_devices": result.skipped_devices[:50]})
             except BaseException:
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 raise
+        elif before_publish is not None:
+            if source is not None:
+                while source.read(CHUNK):
+                    pass
+            before_publish()
         return self._layer_obj(chain_id, diff_id, blob_digest, media_type)
 
     def _layer_obj(self, chain_id: str, diff_id: str, digest: str, media_type: str) -> Layer:

@@ -6,9 +6,10 @@ GNU tar. A layer applier needs only a few things from each header — name,
 type, mode, owners, size, mtime, link target, PAX records — so this reader
 parses exactly those, from a buffer refilled 1 MiB at a time.
 
-The refills come from a helper thread that also decompresses (zlib and zstd
-release the GIL) and feeds the SHA-256 of the uncompressed stream (the diff
-ID), so those costs run on the other core while this thread creates files.
+The refills come from a helper thread that reads and so decompresses (zlib
+and zstd release the GIL), while this thread hashes each refill (the diff ID;
+hashlib releases the GIL too) and creates files: the costs spread over two
+cores.
 
 Hostile input is expected: checksums are verified, numbers must be octal or
 GNU base-256, PAX records must be well formed, and sizes are bounded by what
@@ -122,8 +123,6 @@ class _Pump(threading.Thread):
         super().__init__(name="tar-pump", daemon=True)
         self.stream = stream
         self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self.sha = hashlib.sha256()
-        self.count = 0
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -133,8 +132,6 @@ class _Pump(threading.Thread):
                 chunk = self.stream.read(REFILL)
                 if not chunk:
                     break
-                self.sha.update(chunk)
-                self.count += len(chunk)
                 while not self.stop.is_set():
                     try:
                         self.q.put(chunk, timeout=0.1)
@@ -162,6 +159,8 @@ class TarReader:
     def __init__(self, stream: IO[bytes]) -> None:
         self.pump = _Pump(stream)
         self.pump.start()
+        self.sha = hashlib.sha256()
+        self.count = 0
         self.buf = b""
         self.pos = 0
         self.eof = False
@@ -179,6 +178,10 @@ class TarReader:
             if self.pump.error is not None:
                 raise self.pump.error
             return False
+        # Hashed here, not in the pump: sha256 and zlib both release the GIL, so the
+        # diff ID and the decompression run on two cores at once.
+        self.sha.update(chunk)
+        self.count += len(chunk)
         rest = self.buf[self.pos:]
         self.buf = rest + chunk if rest else chunk
         self.pos = 0
@@ -329,7 +332,7 @@ class TarReader:
         self.pump.join()
         if self.pump.error is not None:
             raise self.pump.error
-        return "sha256:" + self.pump.sha.hexdigest(), self.pump.count
+        return "sha256:" + self.sha.hexdigest(), self.count
 
     def close(self) -> None:
         """Stop the pump (after an error); safe to call twice."""

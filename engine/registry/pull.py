@@ -19,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from engine.errors import ImageNotFound, RegistryError
+from engine.errors import ImageNotFound, LayerRejected, RegistryError
 from engine.images import reference as refs
 from engine.images.blobs import sha256_bytes
 from engine.images.compression import CHUNK
@@ -48,6 +50,7 @@ class Puller:
         self.progress = progress
         self.scope = f"repository:{ref.path}:pull"
         self.where = f"{ref.registry}/{ref.path}"
+        self.unpack_slot = threading.Lock()
 
     def _get_manifest(self, reference: str) -> tuple[bytes, str, str]:
         r = self.session.request(
@@ -144,81 +147,179 @@ class Puller:
         if self.store.has_layer(chain) and self.store.blobs.has(d.digest):
             self.progress({"status": "Already exists", "id": sid, "progressDetail": {}})
             return self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
+        layer = None
         if not self.store.blobs.has(d.digest):
-            self._download(d, sid)
-        else:
-            self.progress({"status": "Download complete", "id": sid, "progressDetail": {}})
-        self.progress({"status": "Extracting", "id": sid,
-                       "progressDetail": {"current": 0, "total": d.size}})
-        layer = self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
+            with _BlobFetch(self, d, sid) as fetch:
+                if fetch.needed and self.unpack_slot.acquire(blocking=False):
+                    # The unpack slot is free: unpack while downloading (one pass).
+                    try:
+                        self.progress({"status": "Extracting", "id": sid,
+                                       "progressDetail": {"current": 0, "total": d.size}})
+                        layer = self._stream_unpack(fetch, d, diff_id, parent_chain)
+                    finally:
+                        self.unpack_slot.release()
+                elif fetch.needed:
+                    fetch.drain()
+                    fetch.complete()
+        if layer is None:
+            with self.unpack_slot:  # one unpack at a time: parallel ones fight over the GIL
+                self.progress({"status": "Extracting", "id": sid,
+                               "progressDetail": {"current": 0, "total": d.size}})
+                layer = self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
         self.progress({"status": "Pull complete", "id": sid, "progressDetail": {}})
         return layer
 
-    def _download(self, d: mf.Descriptor, sid: str) -> None:
-        """Fetch one blob into incoming/, resuming a partial file; verify; adopt."""
-        partial = self.store.incoming / (d.digest.split(":", 1)[1] + ".partial")
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        with contextlib.ExitStack() as stack:
-            stack.callback(os.close, fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # another process may be fetching the same blob
-            if self.store.blobs.has(d.digest):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(partial)
-                return
-            sha = hashlib.sha256()
-            have = os.fstat(fd).st_size
-            if have > d.size:
-                os.ftruncate(fd, 0)
-                have = 0
-            if have:
-                with open(os.dup(fd), "rb") as fh:  # hash what an earlier attempt kept
-                    fh.seek(0)
-                    remaining = have
-                    while remaining:
-                        chunk = fh.read(min(CHUNK, remaining))
-                        if not chunk:
-                            break
-                        sha.update(chunk)
-                        remaining -= len(chunk)
-            os.lseek(fd, have, os.SEEK_SET)
-            if have < d.size:
-                headers = {"Range": f"bytes={have}-"} if have else {}
-                r = self.session.request("GET", f"/v2/{self.ref.path}/blobs/{d.digest}",
-                                         scope=self.scope, what=f"layer {d.digest}",
-                                         ok=(200, 206), stream=True, headers=headers)
-                with contextlib.closing(r):
-                    if have and r.status_code == 200:  # the server ignored Range: start over
-                        os.ftruncate(fd, 0)
-                        os.lseek(fd, 0, os.SEEK_SET)
-                        sha = hashlib.sha256()
-                        have = 0
-                    current = have
-                    last = -1
-                    for chunk in r.iter_content(CHUNK):
-                        current += len(chunk)
-                        if current > d.size:
-                            os.ftruncate(fd, 0)
-                            raise RegistryError(f"{self.where}: layer {d.digest} is larger than "
-                                                f"the {d.size} bytes its manifest declares")
-                        sha.update(chunk)
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view):]
-                        if current * 20 // max(d.size, 1) != last:
-                            last = current * 20 // max(d.size, 1)
-                            self.progress({"status": "Downloading", "id": sid, "progressDetail": {
-                                "current": current, "total": d.size}})
-                have = current
-            if have != d.size:
-                raise RegistryError(f"{self.where}: layer {d.digest}: got {have} of {d.size} "
-                                    "bytes (connection cut; the next pull resumes)")
-            self.progress({"status": "Verifying Checksum", "id": sid, "progressDetail": {}})
-            got = "sha256:" + sha.hexdigest()
-            if got != d.digest:
-                os.ftruncate(fd, 0)
-                raise RegistryError(f"{self.where}: layer {d.digest} failed verification: its "
-                                    f"content hashes to {got}")
-            os.fsync(fd)
-            self.store.blobs.adopt(partial, d.digest)
-            self.progress({"status": "Download complete", "id": sid, "progressDetail": {}})
+    def _stream_unpack(self, fetch: _BlobFetch, d: mf.Descriptor, diff_id: str,
+                       parent_chain: str | None) -> Layer:
+        try:
+            return self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type,
+                                           source=fetch, before_publish=fetch.complete)
+        except LayerRejected:
+            # Bad content may be a bad download: if the blob fails its digest, say that.
+            try:
+                fetch.drain()
+                fetch.complete()
+            except RegistryError as err:
+                raise err from None
+            except Exception:
+                pass
+            raise
 
+
+class _BlobFetch(io.RawIOBase):
+    """One layer blob fetched into ``incoming/<hex>.partial``, readable as it arrives.
+
+    Reading yields the blob from its start: first what an interrupted earlier
+    attempt kept in the partial file, then the rest from the registry (an HTTP
+    ``Range`` request). Every byte is appended to the partial file and hashed;
+    :meth:`complete` verifies size and digest and renames the file into the
+    blob store. An ``flock`` on the partial file keeps two processes from
+    fetching the same blob at once.
+    """
+
+    def __init__(self, puller: Puller, d: mf.Descriptor, sid: str) -> None:
+        super().__init__()
+        self.p = puller
+        self.d = d
+        self.sid = sid
+        self.partial = puller.store.incoming / (d.digest.split(":", 1)[1] + ".partial")
+        self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.needed = not puller.store.blobs.has(d.digest)
+        if not self.needed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.partial)
+        self.kept = os.fstat(self.fd).st_size
+        if self.kept > d.size:
+            os.ftruncate(self.fd, 0)
+            self.kept = 0
+        self.pos = 0              # bytes handed to the reader so far
+        self.sha = hashlib.sha256()
+        self.response = None
+        self.chunks = None
+        self.skip = 0             # bytes to drop from a 200 answer that ignored Range
+        self.pending = b""
+        self.last = -1
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _network(self) -> bytes:
+        if self.chunks is None:
+            headers = {"Range": f"bytes={self.kept}-"} if self.kept else {}
+            self.response = self.p.session.request(
+                "GET", f"/v2/{self.p.ref.path}/blobs/{self.d.digest}", scope=self.p.scope,
+                what=f"layer {self.d.digest}", ok=(200, 206), stream=True, headers=headers)
+            if self.kept and self.response.status_code == 200:
+                self.skip = self.kept  # the server ignored Range: drop what we already have
+            elif self.kept:
+                self.p.progress({"status": "Resuming download", "id": self.sid,
+                                 "progressDetail": {"current": self.kept, "total": self.d.size}})
+            self.chunks = self.response.iter_content(CHUNK)
+        while True:
+            chunk = next(self.chunks, b"")
+            if not chunk or not self.skip:
+                return chunk
+            drop = min(self.skip, len(chunk))
+            self.skip -= drop
+            chunk = chunk[drop:]
+            if chunk:
+                return chunk
+
+    def readinto(self, b) -> int:
+        n = len(b)
+        if self.pos < self.kept:  # replay the partial file
+            data = os.pread(self.fd, min(n, self.kept - self.pos), self.pos)
+            if not data:
+                raise RegistryError(f"{self.p.where}: partial download of {self.d.digest} "
+                                    "shrank while reading it")
+        elif self.pos >= self.d.size and not self.pending:
+            data = b""  # all there (e.g. kept whole by an attempt killed before the rename)
+        else:
+            data = self.pending or self._network()
+            self.pending = b""
+            if len(data) > n:
+                data, self.pending = data[:n], data[n:]
+            if data:
+                if self.pos + len(data) > self.d.size:
+                    os.ftruncate(self.fd, 0)
+                    raise RegistryError(f"{self.p.where}: layer {self.d.digest} is larger than "
+                                        f"the {self.d.size} bytes its manifest declares")
+                view = memoryview(data)
+                off = self.pos
+                while view:
+                    written = os.pwrite(self.fd, view, off)
+                    view, off = view[written:], off + written
+            elif self.pos != self.d.size:
+                raise RegistryError(f"{self.p.where}: layer {self.d.digest}: got {self.pos} of "
+                                    f"{self.d.size} bytes (connection cut; the next pull "
+                                    "resumes)")
+        self.sha.update(data)
+        self.pos += len(data)
+        b[:len(data)] = data
+        step = self.pos * 20 // max(self.d.size, 1)
+        if data and step != self.last:
+            self.last = step
+            self.p.progress({"status": "Downloading", "id": self.sid, "progressDetail": {
+                "current": self.pos, "total": self.d.size}})
+        return len(data)
+
+    def drain(self) -> None:
+        buf = bytearray(CHUNK)
+        while self.readinto(buf):
+            pass
+
+    def complete(self) -> None:
+        """Verify the whole blob and move it into the store (idempotent)."""
+        if self.done:
+            return
+        if self.pos != self.d.size:
+            self.drain()
+        self.p.progress({"status": "Verifying Checksum", "id": self.sid, "progressDetail": {}})
+        got = "sha256:" + self.sha.hexdigest()
+        if got != self.d.digest:
+            os.ftruncate(self.fd, 0)
+            raise RegistryError(f"{self.p.where}: layer {self.d.digest} failed verification: "
+                                f"its content hashes to {got}")
+        os.fsync(self.fd)
+        self.p.store.blobs.adopt(self.partial, self.d.digest)
+        self.done = True
+        self.p.progress({"status": "Download complete", "id": self.sid, "progressDetail": {}})
+
+    def release(self) -> None:
+        """Close the connection and the partial file (which releases the flock).
+
+        Not ``close()``: the BufferedReader the unpacker wraps around this
+        object closes it when dropped, while the blob still has to be verified.
+        """
+        if self.response is not None:
+            self.response.close()
+            self.response = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        self.close()
