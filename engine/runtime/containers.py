@@ -58,7 +58,13 @@ from engine.runtime.spec import (
     resources,
     seccomp_profile,
 )
-from engine.runtime.store import ContainerDir, parse_rfc3339, read_json, rfc3339
+from engine.runtime.store import (
+    ContainerDir,
+    parse_rfc3339,
+    read_json,
+    rfc3339,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -643,8 +649,6 @@ class ContainerManager:
                 seccomp=seccomp_profile(str(self.engine.config.seccomp_profile)),
                 read_only=c.spec.read_only, console_size=c.spec.tty_size,
             )
-            from engine.runtime.store import write_json_atomic
-
             write_json_atomic(cdir.bundle / "config.json", oci)
             cfg = cdir.read_config()
             cfg["NetworkSettings"] = settings
@@ -966,8 +970,6 @@ class ContainerManager:
             return
         if not pid:
             return  # the start is still being set up
-        from engine.runtime.store import write_json_atomic
-
         with cdir.locked():  # the supervisor writes its last state under this lock, then exits
             state = cdir.read_state()
             if state["Status"] not in ("running", "paused", "restarting") or (
