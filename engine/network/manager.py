@@ -388,6 +388,12 @@ class NetworkManager:
         with self._lock():
             if self._sandbox(container_id):
                 self._teardown(container_id)  # a stale one (crash between start attempts)
+            # Check everything asked for before making anything (nothing half made on error).
+            other = wanted = primary = None
+            if mode.startswith("container:"):
+                other = self._sandbox_of(mode.split(":", 1)[1])
+            elif mode not in ("host", "none"):
+                primary, wanted = self._wanted_networks(mode, networks)
             files.mkdir(parents=True, exist_ok=True, mode=0o755)
             sb: dict[str, Any] = {
                 "ContainerID": container_id,
@@ -417,32 +423,13 @@ class NetworkManager:
                 )
                 self._save_sandbox(sb)
                 return self._sandbox_obj(sb)
-            if mode.startswith("container:"):
-                other = self._sandbox_of(mode.split(":", 1)[1])
+            if other is not None:
                 sb["NetnsPath"] = other["NetnsPath"]
                 shutil.copyfile(other["HostsFile"], files / "hosts")
                 shutil.copyfile(other["ResolvConf"], files / "resolv.conf")
                 self._save_sandbox(sb)
                 return self._sandbox_obj(sb)
-            # A bridge network: the primary one, then any others asked for.
-            wanted: list[tuple[dict[str, Any], Any]] = []
-            primary = self._find(mode)
-            if primary["Driver"] != "bridge":
-                raise InvalidArgument(
-                    f"network {mode}: container networking mode is not bridge, host or none"
-                )
-            wanted.append(
-                (primary, (networks or {}).get(mode) or (networks or {}).get(primary["Name"]))
-            )
-            for key, spec in (networks or {}).items():
-                rec = self._find(key)
-                if rec["Id"] == primary["Id"]:
-                    continue
-                if rec["Driver"] != "bridge":
-                    raise InvalidArgument(
-                        f"network {key}: a container on a bridge cannot also join it"
-                    )
-                wanted.append((rec, spec))
+            assert primary is not None and wanted is not None
             ns_path = self.netns_dir / container_id
             sb["NetnsPath"] = str(ns_path)
             # Saved once, at the end: we hold the lock, so nobody sees the work half done,
@@ -473,6 +460,26 @@ class NetworkManager:
                 {"container": container_id, "name": rec["Name"], "type": "bridge"},
             )
         return self._sandbox_obj(sb)
+
+    def _wanted_networks(
+        self, mode: str, networks: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
+        """The primary network (``network_mode``) first, then the others asked for."""
+        networks = networks or {}
+        primary = self._find(mode)
+        if primary["Driver"] != "bridge":
+            raise InvalidArgument(
+                f"network {mode}: container networking mode is not bridge, host or none"
+            )
+        wanted = [(primary, networks.get(mode) or networks.get(primary["Name"]))]
+        for key, spec in networks.items():
+            rec = self._find(key)
+            if rec["Id"] == primary["Id"]:
+                continue
+            if rec["Driver"] != "bridge":
+                raise InvalidArgument(f"network {key}: a container on a bridge cannot also join it")
+            wanted.append((rec, spec))
+        return primary, wanted
 
     def _taken_ports(self, container_id: str) -> set[tuple[str, int, str]]:
         return {

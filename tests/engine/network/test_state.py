@@ -154,3 +154,15 @@ def test_parse_publish(spec, key, binding):
 def test_parse_publish_refuses_garbage(spec):
     with pytest.raises(InvalidArgument):
         parse_publish(spec)
+
+
+def test_setup_on_a_missing_network_makes_nothing(netman):
+    with pytest.raises(NotFound, match="nope"):
+        netman.setup(cid(), "x", "x", "nope")
+    with pytest.raises(NotFound, match="not running"):
+        netman.setup(cid(), "y", "y", "container:ghost")
+    with pytest.raises(InvalidArgument, match="port"):
+        netman.setup(cid(), "z", "z", "bridge", None, {"80/sctp": [{}]})
+    assert not list((netman.run_dir / "net").glob("*"))
+    assert not list((netman.run_dir / "netns").glob("*"))
+    assert not list((netman.root / "sandboxes").glob("*.json"))
