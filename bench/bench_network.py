@@ -101,7 +101,8 @@ def main() -> int:
         engine.networks.remove_host_objects()
         shutil.rmtree(base, ignore_errors=True)
 
-    print(f"run --rm busybox true, {args.n} iterations each, runtime {engine.containers.runtime.name}")
+    runtime = engine.containers.runtime.name
+    print(f"run --rm busybox true, {args.n} iterations each, runtime {runtime}")
     print(describe("network none", none))
     print(describe("network bridge", bridge))
     print(describe("  networks.setup", setups))

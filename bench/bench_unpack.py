@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import os
 import random
 import shutil
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.images.unpack import unpack_blob  # noqa: E402
+from engine.images.unpack import unpack_blob
 
 
 def make_layer(path: Path, files: int, total_mb: int, compress: bool) -> int:
