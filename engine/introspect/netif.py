@@ -12,12 +12,11 @@ side is read by a forked child that joined the namespace (pyroute2's
 from __future__ import annotations
 
 from engine.introspect._nsenter import run_in_namespaces
+from engine.network.iproute import iproute
 
 
 def _links_here() -> list[dict]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ip:
+    with iproute() as ip:
         addrs: dict[int, list[str]] = {}
         for a in ip.get_addr():
             addrs.setdefault(a["index"], []).append(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")

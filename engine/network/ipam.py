@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 
 from engine.errors import Conflict, InvalidArgument
+from engine.network.iproute import iproute
 
 HOST_LOCK = "/run/lock/estiba-ipam.lock"
 
@@ -51,10 +52,8 @@ def host_lock() -> Iterator[None]:
 
 def host_networks() -> list[IPv4Network]:
     """Every IPv4 destination the host routes somewhere, and every subnet it has an address in."""
-    from pyroute2 import IPRoute  # lazily: see links._pyroute2
-
     out: list[IPv4Network] = []
-    with IPRoute() as ipr:
+    with iproute() as ipr:
         for route in ipr.get_routes(family=2, table=254):
             dst = route.get_attr("RTA_DST")
             if dst is None or route["dst_len"] == 0:

@@ -21,17 +21,9 @@ from pathlib import Path
 
 from engine.errors import RuntimeFailure
 from engine.network import netns, rtnl
+from engine.network.iproute import iproute, netlink_error
 
 IFNAMSIZ = 15
-
-
-def _pyroute2() -> tuple[type, type]:
-    """pyroute2's IPRoute and NetlinkError, imported on first use: importing pyroute2 costs
-    ~0.1-0.4 s, and a container's supervisor that only tears a sandbox down never needs it."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return IPRoute, NetlinkError
 
 
 def link_name(prefix: str, kind: str, ident: str) -> str:
@@ -58,8 +50,8 @@ def enable_forwarding() -> None:
 
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> int:
     """Create the bridge with its gateway address if missing, bring it up; its index."""
-    IPRoute, NetlinkError = _pyroute2()
-    with IPRoute() as ipr:
+    NetlinkError = netlink_error()
+    with iproute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:
             index = found[0]
@@ -86,8 +78,8 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> int:
 
 def delete_link(name: str) -> bool:
     """Delete a link by name (for a veth, its peer goes too); False if it was not there."""
-    IPRoute, NetlinkError = _pyroute2()
-    with IPRoute() as ipr:
+    NetlinkError = netlink_error()
+    with iproute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if not found:
             return False
@@ -102,9 +94,8 @@ def delete_link(name: str) -> bool:
 
 def host_links(prefix: str) -> dict[str, str]:
     """Links in the host whose name starts with ``prefix``: name -> kind (bridge, veth...)."""
-    IPRoute, _ = _pyroute2()
     out = {}
-    with IPRoute() as ipr:
+    with iproute() as ipr:
         for link in ipr.get_links():
             name = link.get_attr("IFLA_IFNAME")
             if name and name.startswith(prefix):
@@ -162,8 +153,8 @@ def add_endpoint(
 
 
 def link_index(name: str) -> int | None:
-    IPRoute, NetlinkError = _pyroute2()
-    with IPRoute() as ipr:
+    NetlinkError = netlink_error()
+    with iproute() as ipr:
         try:
             return ipr.link("get", ifname=name)[0]["index"]
         except NetlinkError:
@@ -172,10 +163,9 @@ def link_index(name: str) -> int | None:
 
 def set_default_route(ns_path: Path, ifname: str, gateway: str) -> None:
     """Point the namespace's default route at ``gateway`` through ``ifname`` (replacing any)."""
-    IPRoute, _ = _pyroute2()
 
     def inside() -> None:
-        with IPRoute() as ipr:
+        with iproute() as ipr:
             index = ipr.link_lookup(ifname=ifname)[0]
             ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=index)
 
@@ -183,10 +173,9 @@ def set_default_route(ns_path: Path, ifname: str, gateway: str) -> None:
 
 
 def has_default_route(ns_path: Path) -> bool:
-    IPRoute, _ = _pyroute2()
 
     def inside() -> bool:
-        with IPRoute() as ipr:
+        with iproute() as ipr:
             return any(r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254))
 
     return netns.run_in(ns_path, inside)

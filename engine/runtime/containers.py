@@ -60,8 +60,8 @@ from engine.runtime.spec import (
 )
 from engine.runtime.store import (
     ContainerDir,
+    StateWatch,
     parse_rfc3339,
-    read_json,
     rfc3339,
     write_json_atomic,
 )
@@ -822,18 +822,17 @@ class ContainerManager:
         self._event("stop", c.id, c.name, c.spec)
 
     def _wait_stopped(self, c: Container, timeout: float) -> bool:
-        start = time.monotonic()
-        deadline = start + timeout
-        pause = 0.002
+        deadline = time.monotonic() + timeout
         cdir = self._cdir(c.id)
-        while True:
-            self._check_supervisor(cdir)
-            if cdir.read_state()["Status"] not in ("running", "paused", "restarting"):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.005 if time.monotonic() - start < 2 else 0.05)
+        with StateWatch(cdir.path) as watch:
+            while True:
+                self._check_supervisor(cdir)
+                if cdir.read_state()["Status"] not in ("running", "paused", "restarting"):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                watch.wait(min(left, 0.5))  # woken by the supervisor's state write
 
     def restart(self, id_or_name: str, timeout: int | None = None) -> None:
         c = self.get(id_or_name)
@@ -864,28 +863,30 @@ class ContainerManager:
     def wait(self, id_or_name: str, condition: str = "not-running",
              timeout: float | None = None) -> int:
         """Block until the container stops (or is removed); return its exit code."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid wait condition {condition!r}")
         cid = self._find_id(id_or_name)
         cdir = self._cdir(cid)
-        before = cdir.read_state()["FinishedAt"]
-        start = time.monotonic()
-        deadline = None if timeout is None else start + timeout
-        pause = 0.002
-        while True:
-            if not cdir.config_file.exists():
-                if condition == "removed":
-                    return int(read_json(cdir.state_file, {}).get("ExitCode", 0) or 0)
-                raise NotFound(f"No such container: {id_or_name}")
-            self._check_supervisor(cdir)
-            state = cdir.read_state()
-            stopped = state["Status"] in ("created", "exited", "dead")
-            if condition == "next-exit":
-                stopped = state["FinishedAt"] != before and state["Status"] != "running"
-            if stopped and condition != "removed":
-                return int(state["ExitCode"])
-            if deadline is not None and time.monotonic() > deadline:
-                raise RuntimeFailure(f"timed out waiting for container {cid[:12]} to stop")
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.005 if time.monotonic() - start < 2 else 0.05)
+        state = cdir.read_state()
+        before = state["FinishedAt"]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with StateWatch(cdir.path) as watch:
+            while True:
+                if not cdir.config_file.exists():
+                    if condition == "removed":
+                        return int(state["ExitCode"])
+                    raise NotFound(f"No such container: {id_or_name}")
+                self._check_supervisor(cdir)
+                state = cdir.read_state()
+                stopped = state["Status"] in ("created", "exited", "dead")
+                if condition == "next-exit":
+                    stopped = state["FinishedAt"] != before and state["Status"] != "running"
+                if stopped and condition != "removed":
+                    return int(state["ExitCode"])
+                left = 0.5 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeFailure(f"timed out waiting for container {cid[:12]} to stop")
+                watch.wait(min(left, 0.5))
 
     def remove(self, id_or_name: str, force: bool = False, volumes: bool = False) -> None:
         cid = self._find_id(id_or_name)

@@ -15,9 +15,11 @@ other's updates.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -131,3 +133,44 @@ class ContainerDir:
             state.update(changes)
             write_json_atomic(self.state_file, state)
             return state
+
+
+IN_MOVED_TO, IN_DELETE_SELF, IN_MOVE_SELF = 0x80, 0x400, 0x800
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class StateWatch:
+    """Sleep until a container's directory changes (inotify), instead of polling.
+
+    Every state change is a rename into the directory (``IN_MOVED_TO``), so a
+    waiter wakes exactly when the supervisor records an exit. Where inotify is
+    unavailable, ``wait`` simply sleeps a little.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd >= 0:
+            mask = IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF
+            if _libc.inotify_add_watch(self.fd, str(path).encode(), mask) < 0:
+                os.close(self.fd)
+                self.fd = -1
+
+    def wait(self, timeout: float) -> None:
+        if self.fd < 0:
+            time.sleep(min(timeout, 0.01))
+            return
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.fd, 65536)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> StateWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

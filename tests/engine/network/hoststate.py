@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute
+from engine.network.iproute import iproute
 
 #: Other estiba test sessions (et<hex>) and the introspect tests (eti...), never eth0.
 FOREIGN_NAME = re.compile(r"^et[0-9a-fi]")
@@ -75,7 +75,7 @@ def snapshot(own_prefixes: tuple[str, ...] = (), own_paths: tuple[Path, ...] = (
         and item["chain"]["name"] == "published"
         and not item["chain"]["table"].startswith(own_prefixes)
     )
-    with IPRoute() as ipr:
+    with iproute() as ipr:
         names = {}
         for link in ipr.get_links():
             name = link.get_attr("IFLA_IFNAME")

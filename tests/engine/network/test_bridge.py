@@ -14,9 +14,9 @@ import urllib.request
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from pyroute2 import IPRoute
 
 from engine.network import netns
+from engine.network.iproute import iproute
 from tests.engine.network.conftest import cid, in_sandbox, start_in_sandbox
 
 
@@ -131,7 +131,7 @@ def test_outbound_nat_reaches_a_server_beyond_the_host(netman, processes, tmp_pa
     host_if = f"nto{cid()[:8]}"
     fd = netns.open_fd(outside_ns)
     try:
-        with IPRoute() as ipr:
+        with iproute() as ipr:
             ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": "up0", "net_ns_fd": fd})
             idx = ipr.link_lookup(ifname=host_if)[0]
             ipr.addr("add", index=idx, address="198.18.7.1", prefixlen=30)

@@ -1,0 +1,79 @@
+"""Pull an image from the local registry in the browser, watching each layer's progress bar."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import uuid
+
+import pytest
+
+from tests.browser.conftest import login, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def pushed_image(engine, registry_server):
+    """An image with a fresh random layer, in the registry only (not in the engine's store)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("a.bin", "b.bin"):
+            data = os.urandom(3 * 1024 * 1024)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    local = f"pulltest-src:{uuid.uuid4().hex[:6]}"
+    engine.images.import_rootfs(buf, local)
+    ref = f"{registry_server.host}/classroom/pulltest:{uuid.uuid4().hex[:6]}"
+    engine.registry.push(ref, source=local)
+    engine.images.remove(local, force=True)
+    yield ref
+    try:
+        engine.images.remove(ref, force=True)
+    except Exception:
+        pass
+
+
+def test_pull_shows_live_layer_progress_and_owner(browser, dashboard, make_user, pushed_image):
+    carol, dave = make_user("carol"), make_user("dave")
+    ctx, page = login(browser, dashboard, carol)
+    try:
+        page.goto(f"{dashboard.url}/images/pull/")
+        page.fill("#ref", pushed_image)
+        page.click("#pull-form button[type=submit]")
+        # A bar per layer appears while it downloads, then the pull completes.
+        page.wait_for_selector(".layer progress")
+        page.wait_for_selector("#pull-done:not([hidden])", timeout=60000)
+        statuses = page.eval_on_selector_all(".layer", "ls => ls.map(l => l.dataset.status)")
+        assert statuses and all(s in ("Pull complete", "Already exists") for s in statuses)
+        full = page.eval_on_selector_all(".layer progress", "ps => ps.every(p => p.value >= p.max)")
+        assert full
+        shot(page, "10-pull-progress")
+        page.goto(f"{dashboard.url}/images/")
+        row = page.locator("tr", has_text=pushed_image.split("/", 1)[1].split(":")[0])
+        assert "carol" in row.first.text_content()
+        shot(page, "11-images-list")
+        # The puller owns it: another user does not see it.
+        ctx2, page2 = login(browser, dashboard, dave)
+        page2.goto(f"{dashboard.url}/images/")
+        assert "pulltest" not in page2.content()
+        ctx2.close()
+    finally:
+        ctx.close()
+
+
+def test_pull_of_a_missing_image_says_why(browser, dashboard, make_user, registry_server):
+    ctx, page = login(browser, dashboard, make_user("erin"))
+    try:
+        page.goto(f"{dashboard.url}/images/pull/")
+        page.fill("#ref", f"{registry_server.host}/no/such-image:1")
+        page.click("#pull-form button[type=submit]")
+        page.wait_for_selector("#pull-status.error")
+        text = page.locator("#pull-status").text_content()
+        assert "such-image" in text and "Traceback" not in text
+        shot(page, "12-pull-error")
+    finally:
+        ctx.close()
