@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from engine.network.iproute import iproute
 
@@ -14,4 +15,8 @@ def test_iproute_inside_a_running_loop_and_the_loop_survives():
         await asyncio.sleep(0)  # the outer loop still runs after the socket closed
         return names
 
-    assert "lo" in asyncio.run(inside())
+    seen: list = []  # in a thread of its own: pytest's thread may hold Playwright's loop
+    worker = threading.Thread(target=lambda: seen.append(asyncio.run(inside())))
+    worker.start()
+    worker.join(30)
+    assert seen and "lo" in seen[0]

@@ -95,11 +95,19 @@ def test_seccomp_profile_conversion():
 
 def test_memory_limit_oom_kills_and_is_recorded(engine, containers):
     offset = engine.events.end_offset()
-    c = containers(cmd=["sh", "-c", "tail /dev/zero"], memory=16 * 1024 * 1024,
-                   memory_swap=16 * 1024 * 1024, start=True)
-    mem = engine.containers.get(c.id).cgroup_paths.get("memory")
-    if mem is not None:
-        assert int((mem / "memory.limit_in_bytes").read_text()) == 16 * 1024 * 1024
+    # The hog waits for the test to read the limits: the cgroup goes with the container.
+    c = containers(cmd=["sh", "-c", "until [ -e /tmp/go ]; do sleep 0.05; done; tail /dev/zero"],
+                   memory=16 * 1024 * 1024, memory_swap=16 * 1024 * 1024, start=True)
+    paths = engine.containers.get(c.id).cgroup_paths
+    if "memory" in paths:  # cgroup v1
+        assert int((paths["memory"] / "memory.limit_in_bytes").read_text()) == 16 * 1024 * 1024
+        memsw = paths["memory"] / "memory.memsw.limit_in_bytes"
+        if memsw.exists():  # swap accounting is a boot option
+            assert int(memsw.read_text()) == 16 * 1024 * 1024
+    else:
+        assert int((paths["unified"] / "memory.max").read_text()) == 16 * 1024 * 1024
+        assert (paths["unified"] / "memory.swap.max").read_text().strip() == "0"
+    (engine.containers.get(c.id).rootfs / "tmp" / "go").touch()  # the merged view, from the host
     assert engine.containers.wait(c.id, timeout=60) == 137
     state = engine.containers.get(c.id).state
     assert state.oom_killed
