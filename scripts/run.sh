@@ -7,6 +7,8 @@
 #   - the private registry (Debian's docker-registry) on 127.0.0.1:5000
 #   - the Celery worker for this host (root, queue host.<hostname>, thread pool)
 #   - daphne on 127.0.0.1:8000
+#   - the Docker-compatible API (scripts/run.d/api.sh): UNIX socket
+#     /run/estiba/estiba.sock (root, 0660) and TCP 127.0.0.1:2375 (tokens)
 # Before that: busybox:latest when missing, and the admin account
 # (ESTIBA_ADMIN_PASSWORD, or a generated password printed once).
 set -euo pipefail
@@ -41,7 +43,7 @@ stop_all() {
     stopping=1
     echo
     echo "estiba: stopping…"
-    # Newest first: daphne, worker, registry, redis.
+    # Newest first: api, daphne, worker, registry, redis.
     for (( i=${#pids[@]}-1; i>=0; i-- )); do
         kill -TERM "${pids[$i]}" 2>/dev/null || true
     done
@@ -112,11 +114,14 @@ pids+=($!)
 pids+=($!)
 wait_port "$ESTIBA_HTTP" daphne "$!"
 
-# --- hook: more servers start here (dockerapi: daphne on a unix socket for the docker CLI) ---
-if [ -f scripts/run.d/api.sh ]; then
+# 6. More servers: each scripts/run.d/*.sh is sourced here and appends its pids to
+#    "pids" (api.sh: the Docker-compatible API, `python -m dockerapi.server`, on
+#    $ESTIBA_RUN/estiba.sock and 127.0.0.1:2375).
+for hook in scripts/run.d/*.sh; do
+    [ -f "$hook" ] || continue
     # shellcheck source=/dev/null
-    source scripts/run.d/api.sh   # appends its pids to "pids"
-fi
+    source "$hook"
+done
 
 echo "estiba: dashboard at http://$ESTIBA_HTTP  (logs in $ESTIBA_STATE/log; Ctrl-C stops everything)"
 # Stop everything as soon as one process dies, or on Ctrl-C.
