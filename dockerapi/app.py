@@ -41,6 +41,21 @@ class Api:
 
     async def __call__(self, req: Request) -> Response | None:
         log.debug("%s %s %s", req.peer, req.method, req.path)
+        status: int | None = None
+        try:
+            resp = await self._dispatch(req)
+            status = 101 if req.hijacked else (resp.status if resp is not None else 204)
+            return resp
+        except HTTPError as exc:
+            status = exc.status
+            raise
+        except BaseException:
+            status = 500
+            raise
+        finally:
+            _tell_the_lesson(req, status)
+
+    async def _dispatch(self, req: Request) -> Response | None:
         m = VERSION_RE.match(req.path)
         if m:
             req.version, req.path = m.group(1), m.group(2)
@@ -75,6 +90,48 @@ class Api:
         if allowed:
             return error_response(405, f"method {req.method} not allowed on {req.path}")
         return error_response(404, f"page not found: {req.method} {req.path}")
+
+
+def _lesson_publisher() -> Callable[..., Any] | None:
+    """``lessons_app.requests.publish`` when Django is set up and the lessons are installed."""
+    try:
+        from django.apps import apps
+
+        if not apps.ready or not apps.is_installed("lessons_app"):
+            return None
+        from lessons_app.requests import api_kind_action, client_of, publish, reaches
+    except Exception:
+        return None
+
+    def tell(req: Request, status: int | None) -> None:
+        kind, action = api_kind_action(req.method, req.path)
+        user = req.user
+        publish(req.method, (f"/v{req.version}" if req.version else "") + req.path,
+                client_of(req.headers.get("user-agent", "")),
+                getattr(user, "pk", None), kind=kind, action=action, status=status,
+                user=user.get_username() if user is not None else
+                ("root" if req.peer == "unix" else ""),
+                via=reaches(kind, action, daemon=kind not in ("", "system")))
+
+    return tell
+
+
+_publisher: Any = False  # not looked up yet
+QUIET_PATHS = {"/_ping"}  # every client pings first: not a request worth lighting
+
+
+def _tell_the_lesson(req: Request, status: int | None) -> None:
+    """Publish the request to the architecture lesson: fire and forget, never raises."""
+    global _publisher
+    if req.path in QUIET_PATHS:
+        return
+    try:
+        if _publisher is False:
+            _publisher = _lesson_publisher()
+        if _publisher is not None:
+            _publisher(req, status)
+    except Exception:
+        log.debug("could not tell the lesson about %s %s", req.method, req.path, exc_info=True)
 
 
 def _vtuple(v: str) -> tuple[int, ...]:

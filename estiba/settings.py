@@ -122,6 +122,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The architecture lesson sees each dashboard request (fire and forget, lessons_app/requests.py)
+    *(["lessons_app.requests.RequestTap"] if "lessons_app" in INSTALLED_APPS else []),
     # Login everywhere; views that must stay open use @login_not_required.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -239,15 +239,37 @@
         setTimeout(() => n.classList.remove("lit"), 1200);
       }, i * 120));
     }
+    // A request says which components it reaches ("api", "daemon", "images", ...).
+    const via = (reached) => {
+      const path = ["n-client", "e-client-api"];
+      let from = "api";
+      reached.forEach((c) => {
+        if (c !== "api") path.push("e-" + from + "-" + c);
+        path.push("n-" + c);
+        if (c === "api" || c === "daemon") from = c;
+      });
+      return path;
+    };
+    const clientLabel = $("#client-label");
     live("/ws/lessons/architecture/", (msg) => {
       const ev = msg.event, rq = msg.request;
       if (!ev && !rq) return;
       const kind = ev ? ev.kind : rq.kind || "";
       const action = ev ? ev.action : rq.method + " " + rq.path;
-      light(rq && !kind ? ["n-client", "e-client-api", "n-api", "e-api-daemon", "n-daemon"] : route(kind, ev ? ev.action : rq.action));
+      const path = rq && Array.isArray(rq.reaches) ? via(rq.reaches)
+        : route(kind, ev ? ev.action : rq.action);
+      light(path);
+      if (rq && clientLabel) clientLabel.textContent = rq.client + (rq.user ? " · " + rq.user : "");
       const tr = el("tr", { class: "fresh" });
-      tr.append(el("td", {}, new Date().toLocaleTimeString()), el("td", {}, rq ? rq.client || "" : ev.host || ""),
-        el("td", {}, (kind ? kind + " " : "") + action), el("td", {}, (ev && (ev.name || (ev.id || "").slice(0, 12))) || ""));
+      if (rq) {
+        tr.dataset.client = rq.client || "";
+        tr.dataset.reaches = (rq.reaches || []).join(" ");
+        if (rq.status) tr.dataset.status = rq.status;
+      }
+      const who = rq ? (rq.client || "") + (rq.user ? " (" + rq.user + ")" : "") : ev.host || "";
+      const what = (kind ? kind + " " : "") + action + (rq && rq.status ? " → " + rq.status : "");
+      tr.append(el("td", {}, new Date().toLocaleTimeString()), el("td", {}, who),
+        el("td", {}, what), el("td", {}, (ev && (ev.name || (ev.id || "").slice(0, 12))) || ""));
       log.prepend(tr);
       while (log.children.length > 50) log.lastChild.remove();
     }, status);
