@@ -45,10 +45,14 @@ def render_hosts(
 def write_in_place(path: Path, content: str) -> None:
     """Rewrite a possibly bind-mounted file without changing its inode."""
     data = content.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        # Write, then cut what is left of the old text: a lookup in the container at
+        # this moment never finds the file empty (truncating first would let one fail).
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], done)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
 

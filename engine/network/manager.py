@@ -425,7 +425,9 @@ class NetworkManager:
                 return self._sandbox_obj(sb)
             if other is not None:
                 sb["NetnsPath"] = other["NetnsPath"]
-                shutil.copyfile(other["HostsFile"], files / "hosts")
+                # Docker: the joiner uses the other container's hosts file itself, so it
+                # sees the same peers come and go.
+                sb["HostsFile"] = other["HostsFile"]
                 shutil.copyfile(other["ResolvConf"], files / "resolv.conf")
                 self._save_sandbox(sb)
                 return self._sandbox_obj(sb)

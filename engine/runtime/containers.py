@@ -238,7 +238,7 @@ class Container:
             "Image": self.image_id,
             "ResolvConfPath": str(self.dir / "resolv.conf"),
             "HostnamePath": str(self.dir / "hostname"),
-            "HostsPath": str(self.dir / "hosts"),
+            "HostsPath": cfg.get("HostsPath") or str(self.dir / "hosts"),
             "LogPath": str(self.log_path),
             "Name": "/" + self.name,
             "RestartCount": self.state.restart_count,
@@ -751,20 +751,34 @@ class ContainerManager:
         return sandbox.netns_path, files, sandbox.settings or _empty_network_settings()
 
     def _etc_mounts(self, c: Container, files: dict[str, Path]) -> list[dict]:
+        """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
+
+        On a network of its own the container's /etc/hosts *is* the file the
+        network manager keeps (bind-mounted, rewritten in place), so peers that
+        join or leave later, and networks connected later, show up in it, as in
+        Docker. With the host's network or none it is a copy made here.
+        """
         cdir = self._cdir(c.id)
         (cdir.path / "hostname").write_text(c.config["Hostname"] + "\n")
+        mode = c.spec.network_mode or "bridge"
         hosts = cdir.path / "hosts"
-        if "hosts" in files:
+        if "hosts" in files and mode != "host":
+            hosts.unlink(missing_ok=True)  # a stale copy from an older start would mislead
+            hosts = files["hosts"]
+        elif "hosts" in files:
             hosts.write_bytes(files["hosts"].read_bytes())
         else:
             hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
                              f"127.0.1.1\t{c.config['Hostname']}\n")
         resolv = cdir.path / "resolv.conf"
         resolv.write_bytes(files["resolv_conf"].read_bytes() if "resolv_conf" in files else b"")
+        cfg = cdir.read_config()
+        cfg["HostsPath"] = str(hosts)
+        cdir.write_config(cfg)
         out = []
-        for name, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
-                           ("resolv.conf", "/etc/resolv.conf")):
-            out.append({"destination": dest, "type": "bind", "source": str(cdir.path / name),
+        for source, dest in ((cdir.path / "hostname", "/etc/hostname"), (hosts, "/etc/hosts"),
+                             (resolv, "/etc/resolv.conf")):
+            out.append({"destination": dest, "type": "bind", "source": str(source),
                         "options": ["rbind", "rprivate"]})
         return out
 
