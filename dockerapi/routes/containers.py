@@ -262,8 +262,10 @@ async def rename(api, req: Request, id: str) -> Response:
 async def prune(api, req: Request) -> Response:
     if not req.is_admin:
         raise HTTPError(403, "only an administrator may prune containers")
-    return json_response(await api.backend.call(
-        "container_prune", parse_filters(req.query.get("filters"))))
+    from dockerapi.routes.prune import prune_containers
+
+    return json_response(await prune_containers(api, req,
+                                                parse_filters(req.query.get("filters"))))
 
 
 async def resize(api, req: Request, id: str) -> Response:

@@ -69,8 +69,9 @@ async def volume_remove(api, req: Request, name: str) -> Response:
 async def volume_prune(api, req: Request) -> Response:
     if not req.is_admin:
         raise HTTPError(403, "only an administrator may prune volumes")
-    return json_response(await api.backend.call("volume_prune",
-                                                parse_filters(req.query.get("filters"))))
+    from dockerapi.routes.prune import prune_volumes
+
+    return json_response(await prune_volumes(api, req, parse_filters(req.query.get("filters"))))
 
 
 # --- networks -----------------------------------------------------------------------------
@@ -116,8 +117,9 @@ async def network_remove(api, req: Request, id: str) -> Response:
 async def network_prune(api, req: Request) -> Response:
     if not req.is_admin:
         raise HTTPError(403, "only an administrator may prune networks")
-    return json_response(await api.backend.call("network_prune",
-                                                parse_filters(req.query.get("filters"))))
+    from dockerapi.routes.prune import prune_networks
+
+    return json_response(await prune_networks(api, req, parse_filters(req.query.get("filters"))))
 
 
 async def _container_of(api, req: Request, body: dict) -> str:
