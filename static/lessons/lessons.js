@@ -268,7 +268,7 @@
       }
       const who = rq ? (rq.client || "") + (rq.user ? " (" + rq.user + ")" : "") : ev.host || "";
       const what = (kind ? kind + " " : "") + action + (rq && rq.status ? " → " + rq.status : "");
-      tr.append(el("td", {}, new Date().toLocaleTimeString()), el("td", {}, who),
+      tr.append(el("td", {}, new Date().toLocaleTimeString(document.documentElement.lang || undefined)), el("td", {}, who),
         el("td", {}, what), el("td", {}, (ev && (ev.name || (ev.id || "").slice(0, 12))) || ""));
       log.prepend(tr);
       while (log.children.length > 50) log.lastChild.remove();

@@ -116,3 +116,57 @@ def inside(pid: int, script: str) -> None:
     subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--",
                     "/bin/sh", "-c", script], check=True, timeout=10)
 
+
+
+@dataclass
+class LessonApi:
+    socket: str
+
+    def docker(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The real docker CLI (client only) against this API server."""
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="docker-config-") as config:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": config,
+                   "DOCKER_CONFIG": config, "DOCKER_BUILDKIT": "0"}
+            proc = subprocess.run(["docker", "-H", f"unix://{self.socket}", *args], env=env,
+                                  capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+@pytest.fixture(scope="session")
+def lesson_api(web_env, web_worker):
+    """estiba's Docker API on a private socket, beside the dashboard: same database,
+    Redis (so the same channel layer) and host queue, as in a real install."""
+    import shutil
+    import socket
+    import sys
+
+    from tests.fixtures.services import stop
+
+    if shutil.which("docker") is None:
+        pytest.skip("the docker CLI is not installed")
+    sock = str(web_env.workdir / "lesson-api.sock")
+    log = web_env.workdir / "lesson-api.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dockerapi.server", "--socket", sock,
+                                 "--tcp", ""], cwd=REPO, env=web_env.env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the API server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(sock)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the API server is not listening:\n{log.read_text()[-3000:]}")
+                time.sleep(0.1)
+        yield LessonApi(sock)
+    finally:
+        stop(proc)

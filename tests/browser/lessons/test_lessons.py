@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -153,32 +154,48 @@ def test_teacher_mode_steps_with_the_arrow_keys(page_in, logged_in):
     screenshot(page, "teacher-vm-es")
 
 
-def test_architecture_lights_the_path_of_real_requests(page_in, logged_in):
-    import threading
-
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_architecture_lights_the_path_of_real_requests(page_in, logged_in, lesson_api, lang):
+    """Real clients, real requests: the docker CLI on the API's socket, a dashboard change
+    from another tab, and the engine event the change makes; each lights its path."""
     from engine.errors import NotFound
     from estiba import gateway
-    from lessons_app.requests import publish
 
-    page = page_in("en")
+    page = page_in(lang)
     page.goto(f"{logged_in.url}/lessons/architecture/")
     page.wait_for_timeout(500)  # the socket joins its groups
-    # a request from the docker CLI, as the API server reports it
-    t = threading.Thread(target=publish, args=("POST", "/v1.41/containers/create", "docker CLI"),
-                         kwargs={"kind": "container", "action": "create"})
-    t.start()
-    t.join()
-    page.locator("#arch-log tbody tr", has_text="docker CLI").wait_for(timeout=5000)
+    rows = page.locator("#arch-log tbody tr")
+    # the real docker CLI: `docker ps` asks GET /v1.41/containers/json (after a /_ping)
+    lesson_api.docker("ps")
+    row = rows.filter(has_text="docker CLI").filter(has_text="/containers/json").first
+    row.wait_for(timeout=5000)
+    assert row.get_attribute("data-reaches") == "api daemon containers"
+    assert row.get_attribute("data-status") == "200"
+    assert "root" in row.inner_text()  # the socket's caller
+    page.locator("#n-containers.lit").wait_for(timeout=3000)
+    page.locator("#e-api-daemon.lit").wait_for(state="attached", timeout=3000)  # a line: no box
+    assert "docker CLI" in page.text_content("#client-label")  # an SVG <text>
+    # a dashboard change, from another tab of the same teacher: the browser's POST
+    other = page_in(lang)
+    volume = f"lesson-tap-{uuid.uuid4().hex[:6]}"
+    other.goto(f"{logged_in.url}/volumes/")
+    other.fill("#vname", volume)
+    with other.expect_navigation():
+        other.click("form.inline button.primary")
+    vrow = rows.filter(has_text="browser").filter(has_text="POST /volumes/").first
+    vrow.wait_for(timeout=10000)
+    assert "teacher" in vrow.inner_text()
     # and a real engine event: the worker's projection tells the admins' group
     cid = gateway.call("containers.create", {"image": "busybox:latest", "cmd": ["true"],
                                              "network_mode": "none"})["Id"]
     try:
-        page.locator("#arch-log tbody tr", has_text="container create").first.wait_for(
-            timeout=10000)
+        rows.filter(has_text="container create").first.wait_for(timeout=10000)
         page.locator("#n-containers.lit").wait_for(timeout=3000)
     finally:
         try:
             gateway.call("containers.remove", cid, force=True)
         except NotFound:
             pass
-    screenshot(page, "architecture-live-en")
+        with contextlib.suppress(Exception):
+            lesson_api.docker("volume", "rm", "-f", volume)
+    screenshot(page, f"architecture-live-{lang}")
