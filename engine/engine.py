@@ -90,6 +90,13 @@ class Engine:
 
         return Builder(self)
 
+    def recover(self) -> None:
+        """Clean up what a crash or reboot left, once, when the engine starts on a host
+        (a worker's start): containers whose supervisor died, network sandboxes and
+        volume markers of containers that are gone, then restart policies
+        (see :meth:`ContainerManager.recover`). Running containers are left alone."""
+        self.containers.recover()
+
     def _image_in_use(self, image_id: str) -> list[str]:
         """IDs of containers made from ``image_id`` (the image store asks before removal)."""
         return self.containers.ids_using_image(image_id)

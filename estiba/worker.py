@@ -136,9 +136,9 @@ def start_background() -> None:
     engine = get_engine()
     bus.client().set(bus.heartbeat_key(host()), 1, ex=settings.ESTIBA_HEARTBEAT_TIMEOUT)
     try:
-        engine.containers.recover()
+        engine.recover()  # containers first, then their networks and volumes, then policies
     except Exception as exc:
-        log.warning("could not recover containers: %s", exc)
+        log.warning("could not recover after a crash: %s", exc)
     engine.events.subscribe(publish_transient)
     for target in (follow_events, reconcile_loop):
         threading.Thread(target=target, daemon=True, name=f"estiba-{target.__name__}").start()

@@ -1001,29 +1001,88 @@ class ContainerManager:
                          Pid=0, ExitCode=255, FinishedAt=rfc3339(),
                          Error="the container's supervisor died")
             write_json_atomic(cdir.state_file, state)
+        if cfg.get("NetworkSetup"):  # the supervisor's last job, done for it
+            with contextlib.suppress(Exception):
+                self.engine.networks.teardown(cdir.id)
+
+    def _busy(self, cid: str) -> bool:
+        """Another process holds the container's op lock (a start or remove under way)."""
+        try:
+            fd = os.open(self.dir / cid / "op.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def recover(self) -> None:
-        """At worker start: settle containers whose supervisor died, restart per policy."""
+        """At engine start: settle what a crash left, then start containers per policy.
+
+        1. Containers whose supervisor died are settled (exited, code 255), their
+           root mounts and sockets released.
+        2. The network manager removes the sandboxes of containers that do not
+           run any more (veths, namespaces, addresses, port rules, peers' hosts
+           entries) and stray kernel objects; running containers keep theirs.
+        3. The volume manager drops in-use markers of containers that no longer
+           exist (a stopped container still uses its volumes, as in Docker).
+        4. Restart policies, as Docker applies them when its daemon starts:
+           ``always`` starts any container that has run before, even one stopped
+           by hand; ``unless-stopped`` only one not stopped by hand; ``on-failure``
+           one that failed (non-zero code, not stopped by hand) within its retries.
+        """
         for entry in list(self.dir.glob(".rm-*")):
             shutil.rmtree(entry, ignore_errors=True)
-        for cid in self._ids():
+        ids = self._ids()
+        for cid in ids:
             cdir = self._cdir(cid)
             for tmp in cdir.path.glob(".*.tmp"):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             self._check_supervisor(cdir)
             state = cdir.read_state()
-            if state["Status"] in ("created", "exited", "dead"):
+            if state["Status"] in ("created", "exited", "dead") and not self._busy(cid):
                 with contextlib.suppress(EngineError):  # a supervisor that died mid-cleanup
                     rootfs_mod.unmount(cdir.rootfs, lazy=True)
                 for suffix in (".attach", ".console"):
                     with contextlib.suppress(OSError):
                         (self.sock_dir / f"{cid[:16]}{suffix}").unlink()
-            policy, _ = shim.parse_restart_policy(cdir.read_config()["Spec"]["restart_policy"])
-            if state["Status"] == "exited" and not state["ManualStopped"] and (
-                    policy in ("always", "unless-stopped") and state["Error"]):
+        live = [cid for cid in ids
+                if self._cdir(cid).read_state()["Status"] in ("running", "paused", "restarting")
+                or self._busy(cid)]
+        if (self.engine.root / "networks").is_dir():
+            try:
+                self.engine.networks.recover(live_container_ids=live)
+            except ImportError:
+                pass
+        if (self.engine.root / "volumes").is_dir():
+            try:
+                self.engine.volumes.recover(live_container_ids=self._ids())
+            except ImportError:
+                pass
+        for cid in ids:
+            cdir = self._cdir(cid)
+            if cdir.config_file.exists() and self._restart_on_engine_start(cdir):
                 with contextlib.suppress(EngineError):
                     self.start(cid)
+
+    @staticmethod
+    def _restart_on_engine_start(cdir: ContainerDir) -> bool:
+        state = cdir.read_state()
+        if state["Status"] != "exited" or state["StartedAt"].startswith("0001-"):
+            return False
+        policy, retries = shim.parse_restart_policy(cdir.read_config()["Spec"]["restart_policy"])
+        if policy == "always":
+            return True
+        if state["ManualStopped"]:
+            return False
+        if policy == "unless-stopped":
+            return True
+        return policy == "on-failure" and state["ExitCode"] != 0 and (
+            not retries or state["RestartCount"] < retries)
 
     # -- logs, attach -------------------------------------------------------------------
 
