@@ -16,6 +16,9 @@ import time
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
 from engine import errors
 from estiba import gateway, permissions
@@ -26,12 +29,35 @@ from lessons_app.requests import REQUESTS_GROUP
 log = logging.getLogger("lessons.consumers")
 
 MAX_DOCKERFILE = 64 * 1024
+#: What the sockets may say; translated per socket (``_Relay._``).
+INTERNAL_ERROR = gettext_noop("internal error")
+BUILD_RUNNING = gettext_noop("a build is already running")
+
+
+def language_of(scope: dict) -> str:
+    """The socket's language, as LocaleMiddleware would pick it: the language cookie,
+    then Accept-Language, then LANGUAGE_CODE."""
+    supported = dict(settings.LANGUAGES)
+    wanted = (scope.get("cookies") or {}).get(settings.LANGUAGE_COOKIE_NAME, "")
+    if wanted in supported:
+        return wanted
+    headers = dict(scope.get("headers") or [])
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    for lang, _q in translation.trans_real.parse_accept_lang_header(accept):
+        with contextlib.suppress(LookupError):
+            return translation.get_supported_language_variant(lang)
+    return settings.LANGUAGE_CODE
 
 
 class _Relay(AsyncWebsocketConsumer):
     """Accept, check the user, then run ``pump()`` until the socket closes."""
 
     needs_container = True
+
+    def _(self, text: str) -> str:
+        """``text`` translated into the socket's language (no middleware runs here)."""
+        with translation.override(language_of(self.scope)):
+            return gettext(text)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -63,7 +89,7 @@ class _Relay(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps({"error": str(exc)}))
         except Exception:
             log.exception("lesson websocket %s failed", type(self).__name__)
-            await self.send(text_data=json.dumps({"error": "internal error"}))
+            await self.send(text_data=json.dumps({"error": self._(INTERNAL_ERROR)}))
 
     async def disconnect(self, code: int) -> None:
         task = getattr(self, "task", None)
@@ -138,7 +164,8 @@ class BuildConsumer(_Relay):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         if self.task and not self.task.done():
-            await self.send(text_data=json.dumps({"error": "a build is already running"}))
+            await self.send(text_data=json.dumps(
+                {"error": self._(BUILD_RUNNING)}))
             return
         try:
             msg = json.loads(text_data or "{}")
