@@ -7,33 +7,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.web.api.test_docker_cli import Terminal
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture
-def estiba(api_server, tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": REPO,
-           "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "COLUMNS": "100",
-           "ESTIBA_HOST": api_server.base_url}
-
-    def run(*args: str, input: str | None = None, check: bool = True, host: str | None = None):
-        e = dict(env)
-        if host is not None:
-            e.pop("ESTIBA_HOST")
-            args = ("-H", host, *args) if host else args
-        proc = subprocess.run([sys.executable, "-m", "estiba_cli.main", *args], env=e,
-                              input=input, capture_output=True, text=True, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"estiba {' '.join(args)} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    run.env = env
-    return run
 
 
 def test_ps_run_logs_stop_rm(estiba, made):
