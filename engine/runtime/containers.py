@@ -623,6 +623,9 @@ class ContainerManager:
         c = self.get(cid)
         if c.state.status in ("running", "paused", "restarting"):
             raise NotModified(f"container {c.name} is already running")
+        if c.state.status == "dead":
+            raise Conflict(f"container {c.name} is dead (a removal did not finish) and cannot be "
+                           "started: remove it")
         cdir = self._cdir(c.id)
         cdir.update_state(StopRequested=False, ManualStopped=False, Error="")
         network_ready = False
@@ -924,6 +927,11 @@ class ContainerManager:
             if not self._wait_stopped(c, 30):
                 raise RuntimeFailure(f"container {c.name} did not die on SIGKILL")
         self._wait_supervisor_gone(cdir)
+        # Docker's "dead": from here the container is being taken apart. Should that fail
+        # halfway (a mount that will not go...), it stays dead, cannot be started, and a
+        # second remove finishes the job (every step below can be done twice).
+        cdir.update_state(Status="dead", Dead=True, Running=False, Paused=False,
+                          Restarting=False, Pid=0)
         runtime = self.runtime_for(c)
         if (runtime.state_root / c.runtime_id).exists():
             runtime.delete(c.runtime_id)
