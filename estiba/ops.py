@@ -37,7 +37,7 @@ CALL_OPS = frozenset({
     "containers.prune", "containers.update",
     "images.list", "images.resolve", "images.tag", "images.remove", "images.prune",
     "images.history", "images.disk_usage", "images.import_rootfs", "images.load",
-    "registry.pull", "registry.push", "registry.login",
+    "registry.pull", "registry.push", "registry.check_login",
     "volumes.list", "volumes.get", "volumes.inspect", "volumes.create", "volumes.remove",
     "volumes.prune", "volumes.users",
     "networks.list", "networks.get", "networks.inspect", "networks.create",

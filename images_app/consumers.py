@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from engine import errors
 from estiba import bus, gateway, permissions
 from estiba.projection import generic_message, notify, upsert_image
+from images_app.registries import credentials_for
 
 log = logging.getLogger("estiba.consumers")
 REF_MAX = 512
@@ -61,7 +62,9 @@ class PullConsumer(_ImageSocket):
         if not isinstance(ref, str) or not ref.strip() or len(ref) > REF_MAX:
             await self.send_json({"error": "give an image reference, e.g. 127.0.0.1:5000/name:tag"})
             return
-        await self._forward("registry.pull", ref.strip())
+        ref = ref.strip()
+        auth = await sync_to_async(credentials_for)(self.scope["user"], ref)
+        await self._forward("registry.pull", ref, auth=auth)
 
 
 class BuildConsumer(_ImageSocket):

@@ -6,6 +6,7 @@ estiba) is shared: every user may run it, only admins may remove or tag it.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -30,3 +31,28 @@ class Image(OwnedObject):
     @property
     def short_id(self) -> str:
         return self.engine_id.removeprefix("sha256:")[:12]
+
+
+class RegistryLogin(models.Model):
+    """A user's credentials for one registry, used for that user's pulls only.
+
+    Like the docker CLI's ``~/.docker/config.json``, the password is kept so it
+    can be sent on each pull; it is never shown again, never logged, and never
+    used for anyone else.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="registry_logins", verbose_name=_("user"))
+    registry = models.CharField(_("registry"), max_length=255)
+    username = models.CharField(_("user name"), max_length=255)
+    password = models.CharField(_("password"), max_length=1024)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["registry"]
+        unique_together = [("user", "registry")]
+        verbose_name = _("registry login")
+        verbose_name_plural = _("registry logins")
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.registry}"

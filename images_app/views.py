@@ -16,8 +16,10 @@ from django.utils.translation import gettext_lazy as _l
 from django.views.decorators.http import require_POST
 
 from containers_app.models import Container
+from engine import errors
 from estiba import bus, gateway, permissions
 from estiba.web import engine_errors
+from images_app import registries as registry_logins
 from images_app.models import Image
 
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,254}$")
@@ -134,3 +136,40 @@ def build(request: HttpRequest) -> HttpResponse:
             "tags": [form.cleaned_data["tag"]] if form.cleaned_data["tag"] else [],
         }), ex=600)
     return render(request, "images/build.html", {"form": form, "token": token})
+
+
+class RegistryLoginForm(forms.Form):
+    registry = forms.CharField(label=_l("Registry"), max_length=255,
+                               widget=forms.TextInput(attrs={"placeholder": "127.0.0.1:5000"}))
+    username = forms.CharField(label=_l("User name"), max_length=255)
+    password = forms.CharField(label=_l("Password"), max_length=1024,
+                               widget=forms.PasswordInput(render_value=False))
+
+
+def registries(request: HttpRequest) -> HttpResponse:
+    """The user's registry logins: add one (checked against the registry), list, remove."""
+    form = RegistryLoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            row = registry_logins.save_login(request.user, data["registry"], data["username"],
+                                             data["password"])
+        except errors.EngineError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Logged in to %(registry)s as %(user)s.")
+                             % {"registry": row.registry, "user": row.username})
+            return redirect("images:registries")
+    logins = request.user.registry_logins.all()
+    return render(request, "images/registries.html", {"form": form, "logins": logins})
+
+
+@require_POST
+def registry_logout(request: HttpRequest, pk: int) -> HttpResponse:
+    """Forget one of the user's own logins (another user's is simply not found)."""
+    deleted, _count = request.user.registry_logins.filter(pk=pk).delete()
+    if deleted:
+        messages.success(request, _("Logged out."))
+    else:
+        messages.error(request, _("No such registry login."))
+    return redirect("images:registries")

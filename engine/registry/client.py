@@ -97,13 +97,26 @@ class RegistryClient:
             self.events.emit("image", "push", image.id, {"name": target.familiar()})
         return digest
 
+    def check_login(self, registry: str, auth: Credentials) -> str:
+        """Check ``auth`` against ``registry`` (``GET /v2/``) without keeping it.
+
+        A worker serves many users: their credentials travel with each request
+        and are never remembered by the shared client. Returns the registry's domain.
+        """
+        registry, _ = self._checked_session(registry, auth)
+        return registry
+
     def login(self, registry: str, auth: Credentials) -> None:
-        """Check ``auth`` against ``registry`` (``GET /v2/``) and remember it for this client."""
+        """Check ``auth`` and remember it for this client (one user's script or CLI)."""
+        registry, s = self._checked_session(registry, auth)
+        self._logins[registry] = auth
+        with self._lock:
+            self._sessions[(registry, auth.username)] = s
+
+    def _checked_session(self, registry: str, auth: Credentials) -> tuple[str, RegistrySession]:
         registry = refs.parse(registry + "/x").domain if "/" not in registry else registry
         s = RegistrySession(registry, insecure=is_insecure(registry, self.insecure),
                             credentials=auth)
         r = s.request("GET", "/v2/", scope="", what="login", ok=(200,))
         r.close()
-        self._logins[registry] = auth
-        with self._lock:
-            self._sessions[(registry, auth.username)] = s
+        return registry, s

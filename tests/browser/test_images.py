@@ -77,3 +77,74 @@ def test_pull_of_a_missing_image_says_why(browser, dashboard, make_user, registr
         shot(page, "12-pull-error")
     finally:
         ctx.close()
+
+
+@pytest.fixture
+def private_image(engine, auth_registry_server):
+    """An image in a registry that asks for a password (and not in the engine's store)."""
+    from engine.registry.auth import Credentials
+
+    local = f"private-src:{uuid.uuid4().hex[:6]}"
+    engine.images.import_rootfs(_one_file_tar(), local)
+    ref = f"{auth_registry_server.host}/classroom/private:{uuid.uuid4().hex[:6]}"
+    engine.registry.push(ref, source=local, auth=Credentials(auth_registry_server.user,
+                                                             auth_registry_server.password))
+    engine.images.remove(local, force=True)
+    yield ref
+    try:
+        engine.images.remove(ref, force=True)
+    except Exception:
+        pass
+
+
+def _one_file_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = os.urandom(64 * 1024)
+        info = tarfile.TarInfo("secret.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _pull(page, dashboard, ref: str) -> None:
+    page.goto(f"{dashboard.url}/images/pull/")
+    page.fill("#ref", ref)
+    page.click("#pull-form button[type=submit]")
+
+
+def test_registry_login_is_checked_kept_and_used_for_that_user_only(
+        browser, dashboard, make_user, auth_registry_server, private_image):
+    ctx, page = login(browser, dashboard, make_user("frank"))
+    ctx2, page2 = login(browser, dashboard, make_user("gina"))
+    try:
+        page.goto(f"{dashboard.url}/images/registries/")
+        page.fill("#id_registry", auth_registry_server.host)
+        page.fill("#id_username", auth_registry_server.user)
+        page.fill("#id_password", "wrong-password")
+        page.click("#registry-login-form button")
+        error = page.locator("#registry-login-form .err").text_content()
+        assert auth_registry_server.host in error or "unauthorized" in error.lower(), error
+        assert page.locator(f"tr[data-registry='{auth_registry_server.host}']").count() == 0
+        page.fill("#id_username", auth_registry_server.user)
+        page.fill("#id_password", auth_registry_server.password)
+        page.click("#registry-login-form button")
+        row = page.locator(f"tr[data-registry='{auth_registry_server.host}']")
+        assert auth_registry_server.user in row.text_content()
+        assert auth_registry_server.password not in page.content()
+        shot(page, "13-registry-logins")
+
+        _pull(page, dashboard, private_image)               # frank's login is used
+        page.wait_for_selector("#pull-done:not([hidden])", timeout=60000)
+
+        _pull(page2, dashboard, private_image)              # gina has none: refused, says why
+        page2.wait_for_selector("#pull-status.error", timeout=60000)
+        text = page2.locator("#pull-status").text_content()
+        assert "private" in text and "Traceback" not in text, text
+
+        page.goto(f"{dashboard.url}/images/registries/")     # logging out forgets it
+        row.locator("button").click()
+        assert page.locator(f"tr[data-registry='{auth_registry_server.host}']").count() == 0
+    finally:
+        ctx.close()
+        ctx2.close()

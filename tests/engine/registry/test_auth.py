@@ -42,6 +42,22 @@ def test_basic_auth_push_and_pull(engine: Engine, empty_engine: Engine,
     assert img.repo_digests == [f"{auth_registry_server.host}/private/bb@{digest}"]
 
 
+def test_check_login_verifies_without_remembering(engine: Engine, empty_engine: Engine,
+                                                auth_registry_server) -> None:
+    """What a shared worker does for each dashboard user: nothing is kept for the next."""
+    creds = Credentials(auth_registry_server.user, auth_registry_server.password)
+    target = f"{auth_registry_server.host}/private/kept:1"
+    engine.registry.push(target, auth=creds, source="busybox")
+    with pytest.raises(Unauthorized):
+        empty_engine.registry.check_login(auth_registry_server.host,
+                                          Credentials(auth_registry_server.user, "wrong"))
+    assert empty_engine.registry.check_login(auth_registry_server.host, creds) == \
+        auth_registry_server.host
+    with pytest.raises(Unauthorized):
+        empty_engine.registry.pull(target)  # the next caller, without credentials
+    assert empty_engine.registry.pull(target, auth=creds).repo_tags == [target]
+
+
 def test_credentials_repr_hides_the_password() -> None:
     creds = Credentials("alice", "hunter2")
     assert "hunter2" not in repr(creds) and "hunter2" not in str(creds)
