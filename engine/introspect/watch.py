@@ -12,8 +12,6 @@ looking at the upper dir and the lower layers at that moment.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import select
 import struct
@@ -21,23 +19,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine import inotify
 from engine.errors import NotFound, RuntimeFailure
+from engine.inotify import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_ISDIR,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+)
 from engine.introspect.overlay import is_whiteout
 
-IN_MODIFY = 0x002
-IN_ATTRIB = 0x004
-IN_CLOSE_WRITE = 0x008
-IN_MOVED_FROM = 0x040
-IN_MOVED_TO = 0x080
-IN_CREATE = 0x100
-IN_DELETE = 0x200
-IN_DELETE_SELF = 0x400
-IN_ISDIR = 0x40000000
-IN_NONBLOCK = 0o4000
-IN_CLOEXEC = 0o2000000
 MASK = IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _HEADER = struct.Struct("iIII")
 
 
@@ -49,14 +44,14 @@ class UpperDirWatcher:
         self.lowers = [Path(p) for p in (lower_dirs or [])]
         if not self.upper.is_dir():
             raise NotFound(f"no upper dir at {self.upper}")
-        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        self.fd = inotify.init()
         if self.fd < 0:
-            raise RuntimeFailure(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+            raise RuntimeFailure(f"inotify_init1: {inotify.last_error()}")
         self.dirs: dict[int, Path] = {}
         self._add_tree(self.upper)
 
     def _add(self, path: Path) -> None:
-        wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
+        wd = inotify.add_watch(self.fd, path, MASK)
         if wd >= 0:
             self.dirs[wd] = path
 

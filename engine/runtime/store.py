@@ -15,7 +15,6 @@ other's updates.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -25,6 +24,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from engine import inotify
 
 #: Docker's ``ContainerState`` with the container's initial values.
 INITIAL_STATE: dict[str, Any] = {
@@ -135,10 +136,6 @@ class ContainerDir:
             return state
 
 
-IN_MOVED_TO, IN_DELETE_SELF, IN_MOVE_SELF = 0x80, 0x400, 0x800
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 class StateWatch:
     """Sleep until a container's directory changes (inotify), instead of polling.
 
@@ -148,10 +145,10 @@ class StateWatch:
     """
 
     def __init__(self, path: Path) -> None:
-        self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fd = inotify.init()
         if self.fd >= 0:
-            mask = IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF
-            if _libc.inotify_add_watch(self.fd, str(path).encode(), mask) < 0:
+            mask = inotify.IN_MOVED_TO | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF
+            if inotify.add_watch(self.fd, path, mask) < 0:
                 os.close(self.fd)
                 self.fd = -1
 

@@ -24,11 +24,16 @@ def pushed_image(engine, registry_server):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    local = f"pulltest-src:{uuid.uuid4().hex[:6]}"
-    engine.images.import_rootfs(buf, local)
-    ref = f"{registry_server.host}/classroom/pulltest:{uuid.uuid4().hex[:6]}"
-    engine.registry.push(ref, source=local)
+    yield from _in_registry_only(engine, buf.getvalue(),
+                                 f"{registry_server.host}/classroom/pulltest")
+
+
+def _in_registry_only(engine, layer: bytes, repo: str, auth=None):
+    """Push a one-layer image to ``repo`` and drop it locally; remove any pulled copy after."""
+    local = f"registry-only-src:{uuid.uuid4().hex[:6]}"
+    engine.images.import_rootfs(layer, local)
+    ref = f"{repo}:{uuid.uuid4().hex[:6]}"
+    engine.registry.push(ref, source=local, auth=auth)
     engine.images.remove(local, force=True)
     yield ref
     try:
@@ -84,17 +89,9 @@ def private_image(engine, auth_registry_server):
     """An image in a registry that asks for a password (and not in the engine's store)."""
     from engine.registry.auth import Credentials
 
-    local = f"private-src:{uuid.uuid4().hex[:6]}"
-    engine.images.import_rootfs(_one_file_tar(), local)
-    ref = f"{auth_registry_server.host}/classroom/private:{uuid.uuid4().hex[:6]}"
-    engine.registry.push(ref, source=local, auth=Credentials(auth_registry_server.user,
-                                                             auth_registry_server.password))
-    engine.images.remove(local, force=True)
-    yield ref
-    try:
-        engine.images.remove(ref, force=True)
-    except Exception:
-        pass
+    creds = Credentials(auth_registry_server.user, auth_registry_server.password)
+    yield from _in_registry_only(engine, _one_file_tar(),
+                                 f"{auth_registry_server.host}/classroom/private", creds)
 
 
 def _one_file_tar() -> bytes:
