@@ -24,8 +24,10 @@ CHILD = textwrap.dedent("""
     started = False
     def slow(line):
         global started
-        if line.get("status") == "Downloading":
-            if not started:
+        detail = line.get("progressDetail") or {}
+        # the 12 MB layer has bytes on disk: the parent kills us mid-download
+        if line.get("status") == "Downloading" and detail.get("total", 0) > 1_000_000:
+            if not started and detail.get("current", 0) > 0:
                 started = True
                 print("GO", flush=True)
             time.sleep(0.25)  # a slow network: the parent kills us mid-download
@@ -72,7 +74,7 @@ def test_kill_9_during_pull(engine: Engine, empty_engine: Engine, registry_serve
         assert not [p for p in store.layers_dir.iterdir() if p.name.startswith(".")]
         partial = [p for p in store.incoming.iterdir() if p.stat().st_size > 0]
         assert partial, "the interrupted download should be kept to be resumed"
-        kept = partial[0].stat().st_size
+        kept = sorted(p.stat().st_size for p in partial)
 
         lines: list[dict] = []
         pulled = Engine(config=cfg).registry.pull(target, progress=lines.append)
@@ -80,7 +82,10 @@ def test_kill_9_during_pull(engine: Engine, empty_engine: Engine, registry_serve
         big = img.layer_dirs()[-1] / "data1.bin"
         assert (pulled.layer_dirs()[-1] / "data1.bin").read_bytes() == big.read_bytes()
         resumed = [x for x in lines if x.get("status") == "Resuming download"]
-        assert [x["progressDetail"]["current"] for x in resumed] == [kept]  # a Range request
+        # each resumed layer starts where its kept bytes end (a Range request); a layer whose
+        # bytes were all there is only verified
+        currents = [x["progressDetail"]["current"] for x in resumed]
+        assert currents and set(currents) <= set(kept)
         assert not list(store.incoming.iterdir())
         assert_consistent(store)
     finally:
