@@ -437,6 +437,13 @@ def main() -> int:
         subprocess.run(["sh", "-c", f"grep -o ' {base}[^ ]*' /proc/self/mountinfo | sort -r |"
                         " xargs -r -n1 umount -l"], check=False)
         shutil.rmtree(base, ignore_errors=True)
+        # The engine leaves its prefix's (empty) cgroup parents: remove this run's.
+        for cg in Path("/sys/fs/cgroup").glob(f"**/{env['ESTIBA_PREFIX']}"):
+            for child in sorted(cg.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+                try:
+                    child.rmdir()
+                except OSError:
+                    pass
     return 0
 
 
