@@ -55,6 +55,11 @@ def test_union_view_shows_a_write_in_the_upper_layer_within_2_s(page_in, logged_
     lower_file = {"en": "/etc/group", "es": "/etc/passwd"}[lang]  # each run copies up its own
     inside(lesson_container.pid, f"echo '# cambio' >> {lower_file}")
     page.locator(f'#upper-files li[data-path="{lower_file}"].copy-up').wait_for(timeout=2000)
+    doomed = {"en": "/usr/bin/tac", "es": "/usr/bin/yes"}[lang]  # a file of the image's layer
+    inside(lesson_container.pid, f"rm {doomed}")
+    gone = page.locator(f'#upper-files li[data-path="{doomed}"].whiteout')
+    gone.wait_for(timeout=2000)
+    assert gone.locator(".tag").inner_text() == {"en": "whiteout", "es": "whiteout"}[lang]
     screenshot(page, f"union-{lang}")
 
 
