@@ -6,6 +6,7 @@ import contextlib
 import re
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.browser.lessons.conftest import inside, screenshot
 pytestmark = pytest.mark.browser
 
 TITLES = {"es": "Espacios de nombres", "en": "Namespaces"}
+MOUNTS = {"es": "Montajes dentro del contenedor", "en": "Mounts inside the container"}
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
@@ -31,6 +33,19 @@ def test_namespace_view_shows_isolation_and_the_pid_mapping(page_in, logged_in, 
     pid1 = page.locator('#pid-table tr[data-container-pid="1"]')
     assert int(pid1.locator(".hpid").inner_text()) == lesson_container.pid
     assert page.inner_text("#hostname-inside").strip() == "aula"
+    kinds = page.eval_on_selector_all("#ns-table tr[data-kind]",
+                                      "rows => rows.map(r => r.dataset.kind)")
+    assert {"pid", "net", "mnt", "uts", "ipc", "user", "cgroup"} <= set(kinds)
+    net = page.locator('#ns-table tr[data-kind="net"]')
+    assert net.locator(".ns-container").inner_text() != net.locator(".ns-host").inner_text()
+    # the veth pair: eth0 inside, its peer in the host, plugged into the bridge
+    cable = page.locator("#netdiagram .cable").first
+    assert cable.get_attribute("data-inside") == "eth0"
+    host_end = cable.get_attribute("data-host")
+    assert Path(f"/sys/class/net/{host_end}/master").exists()  # enslaved to a bridge, for real
+    assert "eth0" in page.inner_text("#netdiagram .box.inside")
+    mounts = page.inner_text(f"section:has(h2:text-is('{MOUNTS[lang]}')) table")
+    assert "overlay" in mounts and "/proc" in mounts
     page.click('[data-exp="hostname"]')
     page.wait_for_function("document.querySelector('#exp-with').textContent.length > 0")
     assert page.inner_text("#exp-with").strip() == "estiba-lesson"
