@@ -225,6 +225,12 @@ class Container:
                            for name, net in (settings.get("Networks") or {}).items()}
         return out
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The image's labels overlaid with the container's own."""
+        img_labels = (self.config.get("ImageConfig") or {}).get("Labels") or {}
+        return {**img_labels, **self.spec.labels}
+
     def to_docker_inspect(self) -> dict[str, Any]:
         spec = self.spec
         cfg = self.config
@@ -278,7 +284,7 @@ class Container:
                 "WorkingDir": cfg.get("WorkingDir", ""),
                 "Entrypoint": cfg.get("Entrypoint"),
                 "OnBuild": None,
-                "Labels": {**(img_cfg.get("Labels") or {}), **spec.labels},
+                "Labels": self.labels,
                 "StopSignal": spec.stop_signal or img_cfg.get("StopSignal") or "SIGTERM",
                 **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
             },
@@ -328,7 +334,8 @@ class Container:
     def to_docker_summary(self) -> dict[str, Any]:
         cmd = " ".join([self.path, *self.args]).strip()
         ports = []
-        for key, binds in (self.network_settings.get("Ports") or {}).items():
+        net = self.network_settings
+        for key, binds in (net.get("Ports") or {}).items():
             port, _, proto = key.partition("/")
             for b in binds or [{}]:
                 entry = {"PrivatePort": int(port), "Type": proto or "tcp"}
@@ -343,11 +350,11 @@ class Container:
             "Command": cmd,
             "Created": parse_rfc3339(self.created) // 1_000_000_000,
             "Ports": ports,
-            "Labels": self.to_docker_inspect()["Config"]["Labels"],
+            "Labels": self.labels,
             "State": self.state.status,
             "Status": human_status(self.state),
             "HostConfig": {"NetworkMode": self.spec.network_mode},
-            "NetworkSettings": {"Networks": self.network_settings.get("Networks") or {}},
+            "NetworkSettings": {"Networks": net.get("Networks") or {}},
             "Mounts": self.config.get("Mounts") or [],
         }
 
@@ -453,17 +460,24 @@ class ContainerManager:
     def _cdir(self, cid: str) -> ContainerDir:
         return ContainerDir(self.dir / cid)
 
-    def _ids(self) -> list[str]:
+    def _candidates(self) -> list[str]:
+        """Names of the folders that may hold a container (one directory scan, no stat
+        per entry beyond what ``scandir`` gives)."""
         try:
-            return [e.name for e in os.scandir(self.dir)
-                    if e.is_dir() and len(e.name) == 64 and (Path(e.path) / "config.json").exists()]
+            with os.scandir(self.dir) as it:
+                return [e.name for e in it if len(e.name) == 64 and e.is_dir()]
         except FileNotFoundError:
             return []
+
+    def _ids(self) -> list[str]:
+        return [cid for cid in self._candidates() if (self.dir / cid / "config.json").exists()]
 
     def _find_id(self, id_or_name: str) -> str:
         key = (id_or_name or "").strip()
         if not key:
             raise NotFound("No such container: (empty name)")
+        if len(key) == 64 and (self.dir / key / "config.json").exists():
+            return key  # a full ID: no need to look at the others
         ids = self._ids()
         if key in ids:
             return key
@@ -479,26 +493,32 @@ class ContainerManager:
         raise NotFound(f"No such container: {key}")
 
     def get(self, id_or_name: str) -> Container:
-        cid = self._find_id(id_or_name)
+        c = self._load(self._find_id(id_or_name))
+        if c is None:
+            raise NotFound(f"No such container: {id_or_name}")
+        return c
+
+    def _load(self, cid: str) -> Container | None:
+        """One container from its two files (each read once); None if it has none."""
         cdir = self._cdir(cid)
         cfg = cdir.read_config()
         if not cfg:
-            raise NotFound(f"No such container: {id_or_name}")
-        self._check_supervisor(cdir)
+            return None
+        state = self._check_supervisor(cdir)
         return Container(
             id=cid, name=cfg["Name"], image_id=cfg["Image"], image_name=cfg["ImageName"],
-            created=cfg["Created"], state=State.from_disk(cdir.read_state()),
+            created=cfg["Created"], state=State.from_disk(state),
             spec=ContainerSpec.from_dict(cfg["Spec"]), path=cfg["Path"], args=cfg["Args"],
             runtime_id=cfg["RuntimeID"], dir=cdir.path, cgroups_path=cfg["CgroupsPath"],
             config=cfg,
         )
 
     def list(self, all: bool = False, filters: dict | None = None) -> list[Container]:
+        """One scan of the containers' folder, each container read once: linear in their number."""
         out = []
-        for cid in self._ids():
-            try:
-                c = self.get(cid)
-            except NotFound:
+        for cid in self._candidates():
+            c = self._load(cid)
+            if c is None:
                 continue
             if not all and c.state.status not in ("running", "paused", "restarting"):
                 continue
@@ -983,25 +1003,28 @@ class ContainerManager:
 
     # -- supervision and recovery ----------------------------------------------------------
 
-    def _check_supervisor(self, cdir: ContainerDir) -> None:
-        """A running container whose supervisor vanished (kill -9): settle what we can."""
+    def _check_supervisor(self, cdir: ContainerDir) -> dict[str, Any]:
+        """A running container whose supervisor vanished (kill -9): settle what we can.
+
+        Returns the container's state as read (or as settled here).
+        """
         state = cdir.read_state()
         if state["Status"] not in ("running", "paused", "restarting"):
-            return
+            return state
         pid, start = state["ShimPid"], state["ShimStart"]
         if pid and start and shim.proc_start_time(pid) == start:
-            return
+            return state
         if not pid:
-            return  # the start is still being set up
+            return state  # the start is still being set up
         with cdir.locked():  # the supervisor writes its last state under this lock, then exits
             state = cdir.read_state()
             if state["Status"] not in ("running", "paused", "restarting") or (
                     shim.proc_start_time(state["ShimPid"]) == state["ShimStart"]):
-                return
+                return state
             cfg = cdir.read_config()
             rstate = self.runtime_for(cfg).state(cfg.get("RuntimeID", ""))
             if rstate and rstate.get("status") in ("running", "paused"):
-                return  # still running, unsupervised: stop() can still kill it
+                return state  # still running, unsupervised: stop() can still kill it
             with contextlib.suppress(Exception):
                 self.runtime_for(cfg).delete(cfg.get("RuntimeID", ""))
                 rootfs_mod.unmount(cdir.rootfs)
@@ -1012,6 +1035,7 @@ class ContainerManager:
         if cfg.get("NetworkSetup"):  # the supervisor's last job, done for it
             with contextlib.suppress(Exception):
                 self.engine.networks.teardown(cdir.id)
+        return state
 
     def _busy(self, cid: str) -> bool:
         """Another process holds the container's op lock (a start or remove under way)."""
@@ -1385,7 +1409,7 @@ def _matches(c: Container, filters: dict) -> bool:
         return False
     if (anc := values("ancestor")) and not ({c.image_name, c.image_id} & set(anc)):
         return False
-    labels = c.to_docker_inspect()["Config"]["Labels"] or {}
+    labels = c.labels
     for lab in values("label"):
         key, eq, val = lab.partition("=")
         if key not in labels or (eq and labels[key] != val):

@@ -1,0 +1,102 @@
+"""``containers.list`` reads the folder once and each container once; lookups keep their rules."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+
+from engine import errors
+from engine.runtime import store
+
+
+@pytest.fixture
+def counted_reads(monkeypatch):
+    """How many times each container file is opened for reading (by name)."""
+    reads: Counter = Counter()
+    real = store.read_json
+
+    def read_json(path, default=None):
+        reads[str(path)] += 1
+        return real(path, default)
+
+    monkeypatch.setattr(store, "read_json", read_json)
+    return reads
+
+
+def test_list_reads_each_container_once(engine, containers, counted_reads):
+    made = [containers(name=f"ls-once-{i}", labels={"n": str(i)}) for i in range(30)]
+    counted_reads.clear()
+    listed = engine.containers.list(all=True)
+    ids = {c.id for c in listed}
+    assert {c.id for c in made} <= ids
+    for c in made:
+        assert counted_reads[str(c.dir / "config.json")] == 1
+        assert counted_reads[str(c.dir / "state.json")] == 1
+    # nothing else is read per container: two files each, whatever the number of them
+    assert sum(counted_reads.values()) == 2 * len(ids)
+    # and the summaries (what ps and reconcile send) read nothing more
+    counted_reads.clear()
+    for c in listed:
+        c.to_docker_summary()
+    assert sum(counted_reads.values()) == 0
+
+
+def test_get_by_full_id_reads_only_that_container(engine, containers, counted_reads):
+    made = [containers() for _ in range(5)]
+    counted_reads.clear()
+    got = engine.containers.get(made[2].id)
+    assert got.id == made[2].id
+    assert {os.path.dirname(p) for p in counted_reads} == {str(made[2].dir)}
+
+
+def test_list_keeps_its_filters_and_order(engine, containers):
+    a = containers(name="ls-alpha", labels={"team": "a"})
+    b = containers(name="ls-beta", labels={"team": "b", "x": "1"})
+    c = containers(name="ls-gamma", start=True, cmd=["sleep", "60"])
+    ids = [x.id for x in engine.containers.list(all=True)]
+    assert ids.index(c.id) < ids.index(b.id) < ids.index(a.id)  # newest first
+    assert c.id in [x.id for x in engine.containers.list()]
+    assert a.id not in [x.id for x in engine.containers.list()]  # not running
+
+    def names(**filters):
+        return {x.name for x in engine.containers.list(all=True, filters=filters)} & {
+            "ls-alpha", "ls-beta", "ls-gamma"}
+
+    assert names(name=["ls-(alpha|beta)"]) == {"ls-alpha", "ls-beta"}
+    assert names(label=["team"]) == {"ls-alpha", "ls-beta"}
+    assert names(label=["team=b"]) == {"ls-beta"}
+    assert names(label={"x=1": True}) == {"ls-beta"}
+    assert names(status=["running"]) == {"ls-gamma"}
+    assert names(status=["created"]) == {"ls-alpha", "ls-beta"}
+    assert names(id=[b.id[:12]]) == {"ls-beta"}
+    assert names(ancestor=["busybox:latest"]) == {"ls-alpha", "ls-beta", "ls-gamma"}
+    labels = engine.containers.get(b.id).to_docker_summary()["Labels"]
+    assert labels["team"] == "b" and labels["x"] == "1"
+    assert engine.containers.get(b.id).to_docker_inspect()["Config"]["Labels"] == labels
+
+
+def test_lookups_by_name_prefix_and_id(engine, containers):
+    a = containers(name="ls-lookup")
+    assert engine.containers.get("ls-lookup").id == a.id
+    assert engine.containers.get("/ls-lookup").id == a.id
+    assert engine.containers.get(a.id).id == a.id
+    assert engine.containers.get(a.id[:12]).id == a.id
+    with pytest.raises(errors.NotFound):
+        engine.containers.get("ls-no-such-container")
+    with pytest.raises(errors.NotFound):
+        engine.containers.get("")
+
+
+def test_a_folder_without_config_is_not_a_container(engine, containers):
+    a = containers()
+    stray = engine.containers.dir / ("f" * 64)
+    stray.mkdir()
+    try:
+        ids = [c.id for c in engine.containers.list(all=True)]
+        assert a.id in ids and stray.name not in ids
+        with pytest.raises(errors.NotFound):
+            engine.containers.get(stray.name)
+    finally:
+        stray.rmdir()
