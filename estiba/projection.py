@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from containers_app.models import Container
 from images_app.models import Image
@@ -107,22 +107,57 @@ def container_fields(summary: dict) -> dict:
     }
 
 
-def upsert_container(host: str, summary: dict, action: str = "update") -> Container:
-    fields = container_fields(summary)
+def _project(model: type, host: str, engine_id: str, fields: dict, row: Any = None,
+             extra: dict | None = None) -> tuple[Any, bool, list[str]]:
+    """Bring the row of one engine object in line with ``fields``.
+
+    Returns (row, created, the names of the fields that changed). ``extra`` fields
+    are written along with a change of ``fields``, never alone. ``row`` is the row
+    if the caller already read it (reconcile reads them all in one query).
+
+    Only the projected fields are ever written (``save(update_fields=...)``): the
+    row's ``owner`` belongs to ``record_owner``, which may set it between this
+    function's read and its write (the dashboard records the owner right after
+    the engine made the object, while the worker projects the object's create
+    event). A full ``save()`` would write back the owner as it was read: none.
+    """
+    extra = extra or {}
+    if row is None:
+        row, created = model.objects.get_or_create(host=host, engine_id=engine_id,
+                                                   defaults={**fields, **extra})
+        if created:
+            return row, True, list(fields)
+    changed = [key for key, value in fields.items()
+               if value is not None and getattr(row, key) != value]
+    if not changed:
+        return row, False, []
+    values = {**{key: fields[key] for key in changed}, **extra}
+    for key, value in values.items():
+        setattr(row, key, value)
+    try:
+        row.save(update_fields=[*values, "updated"])
+    except DatabaseError:  # the row went away meanwhile (a destroy event): nothing to update
+        if not model.objects.filter(pk=row.pk).exists():
+            return row, False, []
+        raise
+    return row, False, changed
+
+
+def _owner_id(row: Any) -> int | None:
+    """The row's owner as the database has it now (``record_owner`` may have set it since)."""
+    if row.owner_id is None:
+        row.owner_id = (type(row).objects.filter(pk=row.pk).values_list("owner_id", flat=True)
+                        .first())
+    return row.owner_id
+
+
+def upsert_container(host: str, summary: dict, action: str = "update",
+                     row: Container | None = None) -> Container:
     engine_id = summary.get("Id") or summary.get("ID")
-    row, created = Container.objects.get_or_create(
-        host=host, engine_id=engine_id, defaults={**fields, "data": summary})
-    changed = created
-    if not created:
-        for key, value in fields.items():
-            if value is not None and getattr(row, key) != value:
-                setattr(row, key, value)
-                changed = True
-        if changed or row.data != summary:
-            row.data = summary
-            row.save()
-    if changed or action not in ("update",):
-        notify(row.owner_id, container_message(row, action))
+    fields = {**container_fields(summary), "data": summary}
+    row, created, changed = _project(Container, host, engine_id, fields, row)
+    if created or set(changed) - {"data"} or action not in ("update",):
+        notify(_owner_id(row), container_message(row, action))
     return row
 
 
@@ -137,44 +172,37 @@ def drop(kind_model: type, kind: str, host: str, engine_id: str) -> None:
 
 # --- images, volumes, networks ------------------------------------------------------------
 
-def upsert_image(host: str, data: dict) -> Image:
+def upsert_image(host: str, data: dict, row: Image | None = None) -> Image:
     layers = (data.get("RootFS") or {}).get("Layers") or []
     fields = {
         "tags": data.get("RepoTags") or [],
         "size": int(data.get("Size") or 0),
         "layers": len(layers) or int(data.get("Layers") or 0),
         "created": _ts(data.get("Created")),
-        "data": data,
     }
-    row, created = Image.objects.get_or_create(host=host, engine_id=data["Id"], defaults=fields)
-    if not created and any(getattr(row, k) != v for k, v in fields.items() if k != "data"):
-        for k, v in fields.items():
-            setattr(row, k, v)
-        row.save()
-        notify(row.owner_id, generic_message("image", row, "update"))
-    elif created:
-        notify(row.owner_id, generic_message("image", row, "create"))
+    row, created, changed = _project(Image, host, data["Id"], fields, row, extra={"data": data})
+    if created or changed:
+        notify(_owner_id(row), generic_message("image", row, "create" if created else "update"))
     return row
 
 
-def upsert_volume(host: str, data: dict) -> Volume:
+def upsert_volume(host: str, data: dict, row: Volume | None = None) -> Volume:
     fields = {"driver": data.get("Driver", "local"), "mountpoint": data.get("Mountpoint", ""),
               "created": _ts(data.get("CreatedAt")), "data": data}
-    row, created = Volume.objects.update_or_create(
-        host=host, engine_id=data["Name"], defaults=fields)
+    row, created, _changed = _project(Volume, host, data["Name"], fields, row)
     if created:
-        notify(row.owner_id, generic_message("volume", row, "create"))
+        notify(_owner_id(row), generic_message("volume", row, "create"))
     return row
 
 
-def upsert_network(host: str, data: dict) -> Network:
+def upsert_network(host: str, data: dict, row: Network | None = None) -> Network:
     configs = (data.get("IPAM") or {}).get("Config") or []
     fields = {"name": data.get("Name", ""), "driver": data.get("Driver", ""),
               "subnet": (configs[0].get("Subnet", "") if configs else ""), "data": data}
-    row, created = Network.objects.update_or_create(
-        host=host, engine_id=data.get("Id") or data.get("ID") or data["Name"], defaults=fields)
+    engine_id = data.get("Id") or data.get("ID") or data["Name"]
+    row, created, _changed = _project(Network, host, engine_id, fields, row)
     if created:
-        notify(row.owner_id, generic_message("network", row, "create"))
+        notify(_owner_id(row), generic_message("network", row, "create"))
     return row
 
 
@@ -235,25 +263,30 @@ def _refresh_images(engine: Any, host: str) -> None:
 
 # --- reconcile ----------------------------------------------------------------------------
 
+def _rows(model: type, host: str) -> dict[str, Any]:
+    """All of a host's rows of one kind, by engine id, in one query."""
+    return {row.engine_id: row for row in model.objects.filter(host=host)}
+
+
+def _reconcile(model: type, kind: str, host: str, listed: dict[str, dict], upsert) -> None:
+    rows = _rows(model, host)
+    for engine_id in set(rows) - set(listed):
+        drop(model, kind, host, engine_id)
+    for engine_id, data in listed.items():
+        upsert(host, data, row=rows.get(engine_id))
+
+
 def reconcile_containers(engine: Any, host: str) -> None:
     summaries = {s["Id"]: s for s in
                  (c.to_docker_summary() for c in engine.containers.list(all=True))}
-    for engine_id in set(Container.objects.filter(host=host).values_list("engine_id", flat=True)):
-        if engine_id not in summaries:
-            drop(Container, "container", host, engine_id)
-    for summary in summaries.values():
-        upsert_container(host, summary)
+    _reconcile(Container, "container", host, summaries, upsert_container)
 
 
 def reconcile_images(engine: Any, host: str) -> None:
     from estiba.ops import to_json
 
     images = {i.id: to_json(i) for i in engine.images.list()}
-    for engine_id in set(Image.objects.filter(host=host).values_list("engine_id", flat=True)):
-        if engine_id not in images:
-            drop(Image, "image", host, engine_id)
-    for data in images.values():
-        upsert_image(host, data)
+    _reconcile(Image, "image", host, images, upsert_image)
 
 
 def reconcile_volumes(engine: Any, host: str) -> None:
@@ -262,20 +295,11 @@ def reconcile_volumes(engine: Any, host: str) -> None:
     listed = to_json(engine.volumes.list())
     if isinstance(listed, dict):  # Docker's {"Volumes": [...], "Warnings": [...]}
         listed = listed.get("Volumes") or []
-    names = {v["Name"]: v for v in listed}
-    for name in set(Volume.objects.filter(host=host).values_list("engine_id", flat=True)):
-        if name not in names:
-            drop(Volume, "volume", host, name)
-    for data in names.values():
-        upsert_volume(host, data)
+    _reconcile(Volume, "volume", host, {v["Name"]: v for v in listed}, upsert_volume)
 
 
 def reconcile_networks(engine: Any, host: str) -> None:
     from estiba.ops import to_json
 
     listed = {(n.get("Id") or n.get("ID") or n["Name"]): n for n in to_json(engine.networks.list())}
-    for engine_id in set(Network.objects.filter(host=host).values_list("engine_id", flat=True)):
-        if engine_id not in listed:
-            drop(Network, "network", host, engine_id)
-    for data in listed.values():
-        upsert_network(host, data)
+    _reconcile(Network, "network", host, listed, upsert_network)

@@ -8,8 +8,11 @@ When the Celery worker is ready it starts three daemon threads:
   applies it to the projection, which tells the browsers;
 - transient events (pull progress, build output) emitted in this process are
   published to the same channel as they happen;
-- the reconcile loop beats the host's heartbeat and compares the engine's
-  objects with the projection every few seconds.
+- the heartbeat beats on its own timer (a third of the heartbeat timeout), so
+  a long reconcile pass or a slow engine call never makes the host look
+  offline;
+- the reconcile loop compares the engine's objects with the projection every
+  few seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = logging.getLogger("estiba.worker")
 _engine = None
 _engine_lock = threading.Lock()
 _stop = threading.Event()
+_heartbeat_thread: threading.Thread | None = None
 
 
 def get_engine() -> Any:
@@ -88,13 +92,20 @@ def publish_transient(event: Any) -> None:
         log.exception("transient event not published")
 
 
-def heartbeat(engine: Any) -> None:
-    from django.db import close_old_connections
-
+def beat_redis() -> None:
+    """Say in Redis that this host's worker is alive (for the gateway's host check)."""
     from estiba import bus
-    from hosts_app.models import Host
 
     bus.client().set(bus.heartbeat_key(host()), 1, ex=settings.ESTIBA_HEARTBEAT_TIMEOUT)
+
+
+def heartbeat(engine: Any) -> None:
+    """One beat: the Redis key first (cheap), then the host's row and its facts."""
+    from django.db import close_old_connections
+
+    from hosts_app.models import Host
+
+    beat_redis()
     close_old_connections()
     try:
         info = engine.info()
@@ -106,23 +117,49 @@ def heartbeat(engine: Any) -> None:
         name=host(), defaults={"last_seen": datetime.now(tz=UTC), "info": to_json(info)})
 
 
+def heartbeat_period() -> float:
+    """Beat three times per timeout: one late or failed beat never reads as offline."""
+    return max(0.5, settings.ESTIBA_HEARTBEAT_TIMEOUT / 3)
+
+
+def heartbeat_loop() -> None:
+    """Beat on a timer of its own, whatever the reconcile loop is doing."""
+    from django.db import connection
+
+    engine = get_engine()
+    period = heartbeat_period()
+    try:
+        while not _stop.is_set():
+            started = time.monotonic()
+            try:
+                heartbeat(engine)
+            except Exception as exc:  # the database is busy or gone: keep Redis current
+                log.warning("heartbeat: %s", exc)
+                try:
+                    beat_redis()
+                except Exception:
+                    log.exception("heartbeat not written to Redis")
+            _stop.wait(max(0.1, period - (time.monotonic() - started)))
+    finally:
+        connection.close()
+
+
 def reconcile_loop() -> None:
-    from estiba import bus, projection
+    from estiba import projection
 
     engine = get_engine()
     interval = settings.ESTIBA_RECONCILE_INTERVAL
     tick = 0
     while not _stop.is_set():
         started = time.monotonic()
-        bus.client().set(bus.heartbeat_key(host()), 1, ex=settings.ESTIBA_HEARTBEAT_TIMEOUT)
-        steps = [("heartbeat", heartbeat), ("containers", projection.reconcile_containers)]
+        steps = [("containers", projection.reconcile_containers)]
         if tick % 5 == 0:
             steps += [("images", projection.reconcile_images),
                       ("volumes", projection.reconcile_volumes),
                       ("networks", projection.reconcile_networks)]
         for name, step in steps:
             try:
-                step(engine) if name == "heartbeat" else step(engine, host())
+                step(engine, host())
             except Exception as exc:
                 log.debug("reconcile %s: %s", name, exc)
         tick += 1
@@ -131,10 +168,13 @@ def reconcile_loop() -> None:
 
 def start_background() -> None:
     """Start the worker's threads (called once the Celery worker is ready)."""
-    from estiba import bus
-
     engine = get_engine()
-    bus.client().set(bus.heartbeat_key(host()), 1, ex=settings.ESTIBA_HEARTBEAT_TIMEOUT)
+    beat_redis()
+    # The heartbeat first: recovering many containers may take longer than its timeout.
+    global _heartbeat_thread
+    _heartbeat_thread = threading.Thread(target=heartbeat_loop, daemon=True,
+                                         name="estiba-heartbeat_loop")
+    _heartbeat_thread.start()
     try:
         engine.recover()  # containers first, then their networks and volumes, then policies
     except Exception as exc:
@@ -148,6 +188,8 @@ def stop_background() -> None:
     from estiba import bus
 
     _stop.set()
+    if _heartbeat_thread is not None:  # a beat under way must not outlive the key's removal
+        _heartbeat_thread.join(timeout=5)
     try:
         bus.client().delete(bus.heartbeat_key(host()))
     except Exception:
