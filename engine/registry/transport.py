@@ -53,17 +53,21 @@ class RegistrySession:
         adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=16)
         self.http.mount("http://", adapter)
         self.http.mount("https://", adapter)
-        self._tokens: dict[str, str] = {}
+        #: scope -> (token, monotonic time after which it is not used again)
+        self._tokens: dict[str, tuple[str, float]] = {}
         self._basic = False
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ auth
     def _auth_header(self, scope: str) -> dict[str, str]:
         with self._lock:
-            token = self._tokens.get(scope)
+            cached = self._tokens.get(scope)
+            if cached is not None and time.monotonic() >= cached[1]:
+                del self._tokens[scope]  # expired: the next 401 fetches a fresh one
+                cached = None
             basic = self._basic
-        if token:
-            return {"Authorization": f"Bearer {token}"}
+        if cached is not None:
+            return {"Authorization": f"Bearer {cached[0]}"}
         if basic and self.credentials:
             import base64
 
@@ -76,9 +80,10 @@ class RegistrySession:
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None:
-            token = self._fetch_token(bearer, scope, what)
+            token, lifetime = self._fetch_token(bearer, scope, what)
             with self._lock:
-                self._tokens[scope] = token
+                # A little early, so a token never expires in flight.
+                self._tokens[scope] = (token, time.monotonic() + max(lifetime - 10, lifetime / 2))
             return
         if basic is not None:
             if not self.credentials:
@@ -93,7 +98,8 @@ class RegistrySession:
         raise Unauthorized(f"{self.registry}: {what}: unauthorized, and the registry sent no "
                            "usable WWW-Authenticate challenge")
 
-    def _fetch_token(self, challenge: Challenge, scope: str, what: str) -> str:
+    def _fetch_token(self, challenge: Challenge, scope: str, what: str) -> tuple[str, float]:
+        """A token for ``scope`` (space-separated scopes) and its lifetime in seconds."""
         realm = challenge.realm
         parsed = urlparse(realm)
         if parsed.scheme not in ("https", "http") or not parsed.netloc:
@@ -101,13 +107,13 @@ class RegistrySession:
         if parsed.scheme == "http" and not self.insecure:
             raise RegistryError(f"{self.registry}: {what}: refusing to send credentials to a "
                                 f"plain-HTTP token service ({parsed.netloc})")
-        query = {"service": challenge.params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        # One ``scope`` parameter per scope, as the token spec (and Docker) does.
+        query = [("service", challenge.params.get("service", ""))]
+        query += [("scope", s) for s in scope.split()]
         auth = None
         if self.credentials.identity_token:
             data = {"grant_type": "refresh_token", "refresh_token": self.credentials.identity_token,
-                    "service": query["service"], "scope": scope, "client_id": "estiba"}
+                    "service": query[0][1], "scope": scope, "client_id": "estiba"}
             try:
                 r = self.http.post(realm, data=data, timeout=(CONNECT_TIMEOUT, 30))
             except requests.RequestException as err:
@@ -132,7 +138,10 @@ class RegistrySession:
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{self.registry}: {what}: the token service sent no token")
-        return token
+        lifetime = body.get("expires_in")
+        if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
+            lifetime = 60  # the token spec's default
+        return token, float(min(lifetime, 24 * 3600))
 
     # ------------------------------------------------------------------ requests
     def url(self, path: str) -> str:
@@ -154,6 +163,8 @@ class RegistrySession:
         for attempt in range(3):
             h = dict(headers or {})
             h.update(self._auth_header(scope))
+            if attempt and hasattr(data, "seek"):
+                data.seek(0)  # a file-like body was consumed by the refused attempt
             try:
                 response = self.http.request(method, url, headers=h, data=data, params=params,
                                              stream=stream, allow_redirects=allow_redirects,
@@ -172,13 +183,24 @@ class RegistrySession:
                 if attempt == 0:
                     self._answer_challenge(response, scope, what)
                     continue
-                who = (f"the credentials of user {self.credentials.username!r}"
-                       if self.credentials else "anonymous access")
-                raise Unauthorized(f"{self.registry}: {what}: the registry refused {who}")
+                raise self._refused(response, what)
             if response.status_code in ok:
                 return response
             raise self._error(response, what)
         raise RegistryError(f"{self.registry}: {what}: giving up after repeated failures")
+
+    def _refused(self, response: requests.Response, what: str) -> Unauthorized:
+        """The 401 that followed our answer to a challenge, in words a user can act on."""
+        challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        denied = bearer.params.get("scope", "") if bearer is not None else ""
+        if not self.credentials:
+            return Unauthorized(f"{self.registry}: {what}: authentication required (anonymous "
+                                "access refused" + (f" for {denied}" if denied else "")
+                                + "; log in first)")
+        return Unauthorized(f"{self.registry}: {what}: the registry refused the credentials of "
+                            f"user {self.credentials.username!r}"
+                            + (f" (no access granted for {denied})" if denied else ""))
 
     def _error(self, response: requests.Response, what: str) -> Exception:
         status = response.status_code
