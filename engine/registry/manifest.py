@@ -37,6 +37,11 @@ MAX_LAYER_SIZE = 64 * 1024**3
 LIST_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
 IMAGE_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
 CONFIG_TYPES = (MT_OCI_CONFIG, MT_DOCKER_CONFIG)
+#: An uncompressed layer in a Docker schema2 manifest, as containers/image (skopeo,
+#: podman, buildah) names it when it does not compress. The unpacker tells
+#: compression by its magic bytes, so it takes this as it takes an OCI ``tar``.
+MT_DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+PULL_LAYER_TYPES = (*LAYER_MEDIA_TYPES, MT_DOCKER_LAYER_TAR)
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ def parse_image_manifest(doc: dict, media_type: str, where: str) -> ImageManifes
     layers = []
     for raw in raw_layers:
         d = _descriptor(raw, where)
-        if d.media_type not in LAYER_MEDIA_TYPES:
+        if d.media_type not in PULL_LAYER_TYPES:
             raise RegistryError(f"{where}: layer {d.digest} has unsupported media type "
                                 f"{d.media_type!r}")
         layers.append(d)
