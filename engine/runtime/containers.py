@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import os
 import random
 import re
@@ -136,13 +137,18 @@ class ContainerSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
-        known = {f.name for f in fields(cls)}
+        known = _spec_fields(cls)
         kw = {k: v for k, v in data.items() if k in known}
         kw["networks"] = {k: v if isinstance(v, EndpointSpec) else EndpointSpec(**v)
                           for k, v in (kw.get("networks") or {}).items()}
         kw["mounts"] = [m if isinstance(m, MountSpec) else MountSpec(**m)
                         for m in kw.get("mounts") or []]
         return cls(**kw)
+
+
+@functools.cache
+def _spec_fields(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
 
 
 @dataclass
@@ -177,7 +183,10 @@ class State:
 
 @dataclass
 class Container:
-    """One container as its files describe it (a snapshot: call ``get`` again for news)."""
+    """One container as its files describe it (a snapshot: call ``get`` again for news).
+
+    ``config`` and ``spec`` are shared by the snapshots of the same config.json: read-only.
+    """
 
     id: str
     name: str
@@ -447,6 +456,9 @@ class ContainerManager:
         self.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.runtime: OCIRuntime = select_runtime(engine.config.runtime, engine.run_dir)
         self._runtimes: dict[str, OCIRuntime] = {self.runtime.name: self.runtime}
+        #: id -> (config.json's identity, its parsed config, its spec): a config changes
+        #: rarely and always by a rename (a new inode), so one stat tells if it is current.
+        self._configs: dict[str, tuple[tuple[int, int, int], dict[str, Any], ContainerSpec]] = {}
 
     def runtime_for(self, c: Container | dict) -> OCIRuntime:
         """The runtime a container was created with (a setting change must not orphan it)."""
@@ -498,17 +510,39 @@ class ContainerManager:
             raise NotFound(f"No such container: {id_or_name}")
         return c
 
-    def _load(self, cid: str) -> Container | None:
-        """One container from its two files (each read once); None if it has none."""
-        cdir = self._cdir(cid)
-        cfg = cdir.read_config()
+    def _config(self, cdir: ContainerDir) -> tuple[dict[str, Any], ContainerSpec] | None:
+        """A container's config and spec, parsed again only when config.json was replaced.
+
+        The answer is shared by the ``Container`` snapshots made from it: read-only.
+        """
+        try:
+            st = os.stat(os.path.join(cdir.path, "config.json"))
+        except FileNotFoundError:
+            self._configs.pop(cdir.id, None)
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._configs.get(cdir.id)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        cfg = cdir.read_config()  # replaced since the stat? Then the next stat differs
         if not cfg:
             return None
+        spec = ContainerSpec.from_dict(cfg["Spec"])
+        self._configs[cdir.id] = (key, cfg, spec)
+        return cfg, spec
+
+    def _load(self, cid: str) -> Container | None:
+        """One container from its two files (each read at most once); None if it has none."""
+        cdir = self._cdir(cid)
+        parsed = self._config(cdir)
+        if parsed is None:
+            return None
+        cfg, spec = parsed
         state = self._check_supervisor(cdir)
         return Container(
             id=cid, name=cfg["Name"], image_id=cfg["Image"], image_name=cfg["ImageName"],
             created=cfg["Created"], state=State.from_disk(state),
-            spec=ContainerSpec.from_dict(cfg["Spec"]), path=cfg["Path"], args=cfg["Args"],
+            spec=spec, path=cfg["Path"], args=cfg["Args"],
             runtime_id=cfg["RuntimeID"], dir=cdir.path, cgroups_path=cfg["CgroupsPath"],
             config=cfg,
         )
@@ -516,7 +550,10 @@ class ContainerManager:
     def list(self, all: bool = False, filters: dict | None = None) -> list[Container]:
         """One scan of the containers' folder, each container read once: linear in their number."""
         out = []
-        for cid in self._candidates():
+        candidates = self._candidates()
+        for gone in set(list(self._configs)) - set(candidates):
+            self._configs.pop(gone, None)
+        for cid in candidates:
             c = self._load(cid)
             if c is None:
                 continue

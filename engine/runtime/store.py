@@ -14,6 +14,7 @@ other's updates.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import fcntl
 import json
@@ -65,11 +66,21 @@ def write_json_atomic(path: Path, data: Any, durable: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: Path, default: Any = None) -> Any:
+def read_json(path: Path | str, default: Any = None) -> Any:
+    """The JSON in ``path``, or ``default`` when there is none (raw reads: no text layer)."""
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (FileNotFoundError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return default
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError:
         return default
 
 
@@ -82,12 +93,16 @@ def rfc3339(ns: int | None = None) -> str:
 
 def parse_rfc3339(text: str) -> int:
     """Nanoseconds since the epoch from ``rfc3339`` output (0 for Docker's zero time)."""
-    import calendar
-
     if not text or text.startswith("0001-"):
         return 0
     main, _, frac = text.rstrip("Z").partition(".")
-    secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    try:  # the shape rfc3339() writes, without strptime's cost (ps parses two per container)
+        if len(main) != 19 or main[4] != "-" or main[10] != "T":
+            raise ValueError(main)
+        secs = calendar.timegm((int(main[0:4]), int(main[5:7]), int(main[8:10]),
+                                int(main[11:13]), int(main[14:16]), int(main[17:19])))
+    except ValueError:
+        secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
     return secs * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
@@ -108,14 +123,14 @@ class ContainerDir:
     pid_file = property(lambda self: self.path / "init.pid")
 
     def read_config(self) -> dict[str, Any]:
-        return read_json(self.config_file, {}) or {}
+        return read_json(os.path.join(self.path, "config.json"), {}) or {}
 
     def write_config(self, config: dict[str, Any], durable: bool = False) -> None:
         write_json_atomic(self.config_file, config, durable=durable)
 
     def read_state(self) -> dict[str, Any]:
         state = dict(INITIAL_STATE)
-        state.update(read_json(self.state_file, {}) or {})
+        state.update(read_json(os.path.join(self.path, "state.json"), {}) or {})
         return state
 
     @contextlib.contextmanager

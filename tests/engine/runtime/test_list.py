@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 
@@ -27,6 +28,7 @@ def counted_reads(monkeypatch):
 
 def test_list_reads_each_container_once(engine, containers, counted_reads):
     made = [containers(name=f"ls-once-{i}", labels={"n": str(i)}) for i in range(30)]
+    engine.containers._configs.clear()  # as in a new engine process
     counted_reads.clear()
     listed = engine.containers.list(all=True)
     ids = {c.id for c in listed}
@@ -36,6 +38,11 @@ def test_list_reads_each_container_once(engine, containers, counted_reads):
         assert counted_reads[str(c.dir / "state.json")] == 1
     # nothing else is read per container: two files each, whatever the number of them
     assert sum(counted_reads.values()) == 2 * len(ids)
+    # the next list reads only the states: the configs did not change
+    counted_reads.clear()
+    assert {c.id for c in engine.containers.list(all=True)} == ids
+    assert sum(counted_reads.values()) == len(ids)
+    assert all(name.endswith("state.json") for name in counted_reads)
     # and the summaries (what ps and reconcile send) read nothing more
     counted_reads.clear()
     for c in listed:
@@ -100,3 +107,22 @@ def test_a_folder_without_config_is_not_a_container(engine, containers):
             engine.containers.get(stray.name)
     finally:
         stray.rmdir()
+
+
+def test_a_changed_config_is_read_again(engine, containers):
+    a = containers(name="ls-before")
+    assert {c.name for c in engine.containers.list(all=True)} >= {"ls-before"}
+    engine.containers.rename(a.id, "ls-after")
+    names = {c.name for c in engine.containers.list(all=True)}
+    assert "ls-after" in names and "ls-before" not in names
+    assert engine.containers.get("ls-after").id == a.id
+    # a change behind the engine's back (another process) is seen too
+    cfg = a.dir / "config.json"
+    data = json.loads(cfg.read_text())
+    data["Spec"]["labels"] = {"edited": "1"}
+    store.write_json_atomic(cfg, data)
+    assert engine.containers.get(a.id).labels == {"edited": "1"}
+    # a removed container leaves nothing behind in the cache
+    engine.containers.remove(a.id)
+    engine.containers.list(all=True)
+    assert a.id not in engine.containers._configs
