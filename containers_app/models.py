@@ -8,6 +8,18 @@ from django.utils.translation import gettext_lazy as _
 from accounts_app.models import OwnedObject
 
 STATES = ["created", "running", "paused", "restarting", "exited", "dead", "removing"]
+#: What a state is called on a page (Docker's word in English). Translate them once per
+#: request with ``state_labels()``, never once per row.
+STATE_LABELS = {
+    "created": _("created"), "running": _("running"), "paused": _("paused"),
+    "restarting": _("restarting"), "exited": _("exited"), "dead": _("dead"),
+    "removing": _("removing"),
+}
+
+
+def state_labels() -> dict[str, str]:
+    """Each state's label in the request's language (an unknown state shows as itself)."""
+    return {state: str(label) for state, label in STATE_LABELS.items()}
 
 
 class Container(OwnedObject):

@@ -4,6 +4,9 @@
   const table = document.getElementById("containers");
   if (!table) return;
   const rows = document.getElementById("rows");
+  // Each state's label in the page's language, as the server prints it in a row.
+  const labelsEl = document.getElementById("state-labels");
+  const labels = labelsEl ? JSON.parse(labelsEl.textContent) : {};
 
   function refresh() {
     fetch(table.dataset.refresh, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
@@ -20,7 +23,7 @@
     if (!row) { refresh(); return; }
     row.dataset.state = ev.state;
     const st = row.querySelector("[data-field=state]");
-    st.textContent = ev.state;
+    st.textContent = labels[ev.state] || ev.state;
     st.className = "state s-" + ev.state;
     const status = row.querySelector("[data-field=status]");
     if (status) status.textContent = ev.status;
