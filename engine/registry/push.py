@@ -120,8 +120,14 @@ class Pusher:
         if not location:
             raise RegistryError(f"{self.where}: the registry gave no upload location for {digest}")
         if size <= self.monolithic_max:
-            data = self.store.blobs.read(digest)
-            self._put(location, digest, data, len(data))
+            with self.store.blobs.open(digest) as fh:
+                body = _UploadBody(fh, size, lambda sent: self.progress({
+                    "status": "Pushing", "id": sid,
+                    "progressDetail": {"current": sent, "total": size}}))
+                self._put(location, digest, body, size)
+            if body.sent != size:
+                raise RegistryError(f"{self.where}: blob {digest} in the store is "
+                                    f"{body.sent} bytes, its manifest says {size}")
         else:
             self._chunked(location, digest, size, sid)
         self.progress({"status": "Pushed", "id": sid, "progressDetail": {}})
@@ -160,3 +166,37 @@ class Pusher:
             raise RegistryError(f"{self.where}: blob {digest} in the store is shorter than its "
                                 "manifest says")
         self._put(location, digest, b"", 0)
+
+
+class _UploadBody:
+    """A blob as a request body (one ``PUT``) that reports bytes as they are sent.
+
+    ``requests`` sends a file-like body by ``read``-ing blocks of it; about
+    twenty "Pushing" lines (current/total) go out per blob, as for chunks.
+    :meth:`seek` lets the transport send it again after an auth challenge.
+    """
+
+    def __init__(self, fh, size: int, report: Callable[[int], None]) -> None:
+        self.fh = fh
+        self.size = size
+        self.report = report
+        self.sent = 0
+        self.last = -1
+
+    def __len__(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.sent = self.fh.seek(offset, whence)
+        self.last = -1
+        return self.sent
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.sent  # never more than the Content-Length announced
+        data = self.fh.read(left if n is None or n < 0 else min(n, left))
+        self.sent += len(data)
+        step = self.sent * 20 // max(self.size, 1)
+        if (data or not self.size) and step != self.last:
+            self.last = step
+            self.report(self.sent)
+        return data

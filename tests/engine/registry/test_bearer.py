@@ -117,3 +117,39 @@ def test_plain_http_token_realm_is_refused_for_a_secure_registry() -> None:
         s._fetch_token(Challenge("bearer", {"realm": "http://auth.example/token"}),
                        "repository:x:pull", "pull")
     assert "p4ss" not in str(info.value)
+
+
+def test_an_upload_refused_for_want_of_a_token_is_sent_again_whole(
+        token_registry_server) -> None:
+    """The first PUT carries no token (401); the body is rewound and sent whole again."""
+    import hashlib
+    import io
+    import os
+    from urllib.parse import urlencode
+
+    from engine.registry.push import _UploadBody
+    from engine.registry.transport import RegistrySession
+
+    reg = token_registry_server
+    scope = "repository:private/rewind:pull,push"
+    first = RegistrySession(reg.host, insecure=True, credentials=_creds(reg))
+    r = first.request("POST", "/v2/private/rewind/blobs/uploads/", scope=scope,
+                      what="upload start", ok=(202,), headers={"Content-Length": "0"})
+    r.close()
+    data = os.urandom(100_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    location = r.headers["Location"] + "&" + urlencode({"digest": digest})
+
+    second = RegistrySession(reg.host, insecure=True, credentials=_creds(reg))
+    sent: list[int] = []
+    r = second.request("PUT", location, scope=scope, what="upload", ok=(201,),
+                       data=_UploadBody(io.BytesIO(data), len(data), sent.append),
+                       headers={"Content-Type": "application/octet-stream",
+                                "Content-Length": str(len(data))})
+    r.close()
+    assert r.headers["Docker-Content-Digest"] == digest
+    # Sent twice from the start: refused (no token yet), then whole with the token.
+    assert sent.count(len(data)) == 2 and sent[-1] == len(data)
+    assert sent.index(len(data)) < len(sent) - 1 and sent[sent.index(len(data)) + 1] < len(data)
+    r = first.request("GET", f"/v2/private/rewind/blobs/{digest}", scope=scope, what="get")
+    assert r.content == data

@@ -180,3 +180,28 @@ def test_https_is_used_for_registries_not_marked_insecure(engine_config, scratch
     strict = Engine(config=config)
     with pytest.raises(RegistryError, match="TLS"):
         strict.registry.pull(f"{registry_server.host}/estiba/busybox:1")
+
+
+def test_monolithic_push_reports_bytes(engine: Engine, empty_engine: Engine,
+                                       registry_server, scratch: Path) -> None:
+    """A blob small enough for one PUT still shows its bytes going out."""
+    img = random_image(engine, "estiba-test/mono:1", [900_000], scratch)
+    target = f"{registry_server.host}/estiba/mono:1"
+    lines: list[dict] = []
+    try:
+        engine.registry.push(target, source=img.id, progress=lines.append)
+        layer = img.layers[-1]
+        sid = layer.digest.split(":", 1)[1][:12]
+        pushing = [line["progressDetail"] for line in lines
+                   if line.get("id") == sid and line.get("status") == "Pushing"]
+        assert len(pushing) >= 5
+        assert {p["total"] for p in pushing} == {layer.blob_size}
+        currents = [p["current"] for p in pushing]
+        assert currents == sorted(currents) and currents[0] < layer.blob_size
+        assert currents[-1] == layer.blob_size
+        statuses = [line.get("status") for line in lines if line.get("id") == sid]
+        assert statuses.index("Pushed") > statuses.index("Pushing")
+        pulled = empty_engine.registry.pull(target)
+        assert [la.diff_id for la in pulled.layers] == [la.diff_id for la in img.layers]
+    finally:
+        engine.images.remove(img.id, force=True)
