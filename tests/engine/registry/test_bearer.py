@@ -153,3 +153,22 @@ def test_an_upload_refused_for_want_of_a_token_is_sent_again_whole(
     assert sent.index(len(data)) < len(sent) - 1 and sent[sent.index(len(data)) + 1] < len(data)
     r = first.request("GET", f"/v2/private/rewind/blobs/{digest}", scope=scope, what="get")
     assert r.content == data
+
+
+def test_cross_repository_mount_asks_one_token_for_both_scopes(
+        engine: Engine, token_registry_server, scratch) -> None:
+    from tests.engine.registry.conftest import random_image
+
+    reg = token_registry_server
+    img = random_image(engine, "estiba-test/mount:1", [50_000], scratch)
+    try:
+        engine.registry.push(f"{reg.host}/private/mount-a:1", auth=_creds(reg), source=img.id)
+        start = len(reg.tokens.requests)
+        lines: list[dict] = []
+        engine.registry.push(f"{reg.host}/private/mount-b:1", auth=_creds(reg), source=img.id,
+                             progress=lines.append)
+        assert "Mounted from private/mount-a" in [line.get("status") for line in lines]
+        assert ("teacher", ["repository:private/mount-b:pull,push",
+                            "repository:private/mount-a:pull"]) in reg.tokens.requests[start:]
+    finally:
+        engine.images.remove(img.id, force=True)
