@@ -13,7 +13,17 @@
     if (msg.error) { state.className = "msg error"; state.textContent = msg.error; return; }
     if (msg.done) {
       state.className = "msg success";
-      state.textContent = msg.image && msg.image.Id ? msg.image.Id.slice(0, 19) : "OK";
+      const imageId = msg.image && msg.image.Id;
+      if (typeof imageId === "string" && /^sha256:[0-9a-f]{64}$/.test(imageId)) {
+        // The new image, as a link to its page (history, tags, containers using it).
+        const link = document.createElement("a");
+        link.href = `/images/${imageId}/`;
+        link.id = "build-image";
+        link.textContent = imageId.slice(0, 19);
+        state.replaceChildren(link);
+      } else {
+        state.textContent = "OK";
+      }
       return;
     }
     const p = msg.progress || {};

@@ -44,13 +44,15 @@ def test_build_history_tag_remove(browser, dashboard, make_user, engine):
         shot(page, "pages-build-output")
 
         # The new image is listed, the builder's.
-        page.goto(f"{dashboard.url}/images/")
-        row = page.locator(f"tr[data-id='{built.id}']")
-        row.wait_for()
+        listing = ctx.new_page()
+        listing.goto(f"{dashboard.url}/images/")
+        row = listing.locator(f"tr[data-id='{built.id}']")
         assert name in row.text_content() and "ibuild" in row.text_content()
+        shot(listing, "pages-build-image-listed")
+        listing.close()
 
-        # Its page: the history, newest first, down to busybox's.
-        row.locator("a").click()
+        # Its page, linked from the build's result: the history, newest first, down to busybox's.
+        page.click("#build-state a#build-image")
         page.wait_for_url(f"**/images/{built.id}/")
         history = page.eval_on_selector_all(
             "table.list tbody tr td:first-child", "ts => ts.map(t => t.textContent)")
