@@ -470,7 +470,7 @@ class ContainerManager:
     # -- lookup -------------------------------------------------------------------
 
     def _cdir(self, cid: str) -> ContainerDir:
-        return ContainerDir(self.dir / cid)
+        return ContainerDir(self.dir / cid, cid)
 
     def _candidates(self) -> list[str]:
         """Names of the folders that may hold a container (one directory scan, no stat

@@ -109,9 +109,9 @@ def parse_rfc3339(text: str) -> int:
 class ContainerDir:
     """The files of one container."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.id = self.path.name
+    def __init__(self, path: Path | str, cid: str | None = None) -> None:
+        self.path = path if isinstance(path, Path) else Path(path)
+        self.id = cid or self.path.name
 
     config_file = property(lambda self: self.path / "config.json")
     state_file = property(lambda self: self.path / "state.json")
