@@ -1024,7 +1024,8 @@ class ContainerManager:
             return
         deadline = time.monotonic() + timeout
         while shim.proc_start_time(pid) == start and start and time.monotonic() < deadline:
-            time.sleep(0.005)
+            # woken by its exit; a zombie (not reaped yet) counts as gone for proc_start_time
+            shim.wait_for_exit(pid, min(0.05, max(0.0, deadline - time.monotonic())))
 
     def rename(self, id_or_name: str, new_name: str) -> None:
         c = self.get(id_or_name)

@@ -34,6 +34,7 @@ import gc
 import json
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -76,6 +77,42 @@ def proc_start_time(pid: int) -> int:
         return 0 if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Sleep until process ``pid`` exits (True) or ``timeout`` passes (False), no polling.
+
+    A pidfd becomes readable when its process ends, child or not. Where there
+    is no pidfd (old kernels), this falls back to checking every few milliseconds.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.002)
+        return False
+    try:
+        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+def wait_child(proc: subprocess.Popen, timeout: float) -> int:
+    """``proc``'s exit code, woken by its exit (``Popen.wait(timeout)`` polls with sleeps
+    of up to 50 ms); a child still running after ``timeout`` is killed (-1)."""
+    if not wait_for_exit(proc.pid, timeout):
+        proc.kill()
+        proc.wait()
+        return -1
+    return proc.wait()
 
 
 def oom_killed(cgroups_path: str) -> bool:
@@ -298,11 +335,10 @@ class Supervisor:
             stdio = (stdin, out_w, err_w)
             close_after += [out_w, err_w]
         try:
-            proc = subprocess.run(self.runtime.command("run", *args, self.rid,
-                                                       log_file=runtime_log),
-                                  stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                                  timeout=60)
-            rc = proc.returncode
+            proc = subprocess.Popen(self.runtime.command("run", *args, self.rid,
+                                                         log_file=runtime_log),
+                                    stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            rc = wait_child(proc, 60)
         except (OSError, subprocess.SubprocessError) as exc:
             rc, _ = -1, exc
         for fd in close_after:
