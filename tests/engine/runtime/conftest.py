@@ -62,31 +62,6 @@ def leaks(engine, container: Container) -> list[str]:
     return found
 
 
-def remove_prefix_cgroups(prefix: str) -> None:
-    """rmdir the (empty) parent cgroups runc made for ``/<prefix>/<id>`` paths."""
-    base = Path("/sys/fs/cgroup")
-    for parent in [base / prefix, *base.glob(f"*/{prefix}")]:
-        if not parent.is_dir():
-            continue
-        for child in sorted(parent.iterdir(), reverse=True):
-            if child.is_dir():
-                try:
-                    child.rmdir()
-                except OSError:
-                    pass
-        try:
-            parent.rmdir()
-        except OSError:
-            pass
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _prefix_cgroups_removed(engine_config):
-    """The session's parent cgroups go when the session ends (runc never removes them)."""
-    yield
-    remove_prefix_cgroups(engine_config.prefix)
-
-
 @pytest.fixture
 def leak_check():
     """The ``leaks`` function, for tests outside this folder too."""
