@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,26 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}")
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{what} not ready in {timeout}s")
+from benchlib import free_port, stop_all, take_down, wait_for  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> str:
@@ -147,15 +128,8 @@ def main() -> int:
     finally:
         if client is not None:
             client.close()
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        subprocess.run(["sh", "-c", f"grep -o ' {base}[^ ]*' /proc/self/mountinfo | sort -r |"
-                        " xargs -r -n1 umount -l"], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        stop_all(procs)
+        take_down(base, env["ESTIBA_PREFIX"])
     return 0
 
 

@@ -43,7 +43,6 @@ import argparse
 import http.client
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -56,6 +55,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchlib import free_port, stop_all, tail, take_down, wait_for  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -82,34 +84,6 @@ OBSERVER = """() => {
       window.__sent[ev.id] = ev.t * 1000;
   });
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, n: int = 2000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
-def wait_for(check, what: str, proc: subprocess.Popen | None = None, timeout: float = 60,
-             log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}\n{tail(log) if log else ''}")
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{what} not ready in {timeout}s\n{tail(log) if log else ''}")
 
 
 def figures(samples_ms: list[float]) -> str:
@@ -427,23 +401,8 @@ def main() -> int:
                     engine.containers.remove(c.id, force=True)
                 except Exception as exc:
                     print(f"could not remove {c.id[:12]}: {exc}", file=sys.stderr)
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        subprocess.run(["sh", "-c", f"grep -o ' {base}[^ ]*' /proc/self/mountinfo | sort -r |"
-                        " xargs -r -n1 umount -l"], check=False)
-        shutil.rmtree(base, ignore_errors=True)
-        # The engine leaves its prefix's (empty) cgroup parents: remove this run's.
-        for cg in Path("/sys/fs/cgroup").glob(f"**/{env['ESTIBA_PREFIX']}"):
-            for child in sorted(cg.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-                try:
-                    child.rmdir()
-                except OSError:
-                    pass
+        stop_all(procs)
+        take_down(base, env["ESTIBA_PREFIX"])
     return 0
 
 
