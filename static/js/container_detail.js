@@ -25,7 +25,8 @@
     if (ev.kind !== "container" || ev.id !== id) return;
     if (ev.action === "destroy") { showState("removed", ""); return; }
     showState(ev.state, ev.status);
-    if (ev.state === "running" && ev.action === "start") { startLogs(); startStats(); }
+    // A new run: its log and stats are new streams (the old ones ended when it stopped).
+    if (ev.state === "running" && ev.action === "start") { startLogs(true); startStats(true); }
   });
 
   // Actions without leaving the page: the new state arrives as an event.
@@ -99,13 +100,21 @@
     while (logs.childElementCount > MAX_LINES) logs.firstElementChild.remove();
     if (stick) logs.scrollTop = logs.scrollHeight;
   }
-  function startLogs() {
-    if (logSocket && logSocket.readyState <= 1) return;
-    logSocket = new WebSocket(wsUrl(logs.dataset.ws));
-    logSocket.onmessage = (m) => {
+  function startLogs(again) {
+    if (logSocket && logSocket.readyState <= 1) {
+      if (!again) return;
+      logSocket.onmessage = null;
+      logSocket.close();
+    }
+    // The stream starts with the log so far (all runs): it replaces what is shown.
+    if (again) logs.replaceChildren();
+    const socket = new WebSocket(wsUrl(logs.dataset.ws));
+    logSocket = socket;
+    socket.onmessage = (m) => {
       const msg = JSON.parse(m.data);
       if (msg.lines) msg.lines.forEach(appendLog);
       if (msg.error) appendLog({ s: "stderr", t: "[" + msg.error + "]\n" });
+      if (msg.end) socket.close();      // the container stopped: a start opens a new stream
     };
   }
   search.addEventListener("input", () => {
@@ -134,8 +143,13 @@
     c.update();
   }
   const mib = (b) => (b / 1048576).toFixed(1) + " MiB";
-  function startStats() {
-    if (statsSocket && statsSocket.readyState <= 1) return;
+  function startStats(again) {
+    if (again && !charts.cpu) return;   // the stats tab was never opened: it starts them
+    if (statsSocket && statsSocket.readyState <= 1) {
+      if (!again) return;
+      statsSocket.onmessage = null;
+      statsSocket.close();
+    }
     if (!window.Chart) return;
     if (!charts.cpu) {
       const memLimit = parseInt(box.dataset.memLimit, 10) || 0;
@@ -144,12 +158,14 @@
       charts.mem = chart("chart-mem", "MiB", memLimit ? memLimit / 1048576 : 0);
       charts.pids = chart("chart-pids", "pids", pidsLimit > 0 ? pidsLimit : 0);
     }
-    statsSocket = new WebSocket(wsUrl(`/ws/containers/${id}/stats/`));
-    statsSocket.onmessage = (m) => {
+    const note = document.getElementById("stats-note");
+    note.textContent = "";
+    const socket = new WebSocket(wsUrl(`/ws/containers/${id}/stats/`));
+    statsSocket = socket;
+    socket.onmessage = (m) => {
       const msg = JSON.parse(m.data);
-      const note = document.getElementById("stats-note");
       if (msg.error) { note.textContent = msg.error; return; }
-      if (msg.end) { note.textContent = note.dataset.stopped; return; }
+      if (msg.end) { note.textContent = note.dataset.stopped; socket.close(); return; }
       const s = msg.stats;
       push(charts.cpu, s.cpu);
       push(charts.mem, s.mem / 1048576);

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from tests.browser.conftest import login, shot
+from tests.browser.test_pages_containers import messages_shown
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,7 +65,7 @@ def test_build_history_tag_remove(browser, dashboard, make_user, engine):
         # Tag it: both names show.
         page.fill("#tag", f"pages-retag-{tag}:2")
         page.click("form[action$='/tag/'] button")
-        assert f"Tagged pages-retag-{tag}:2." in page.locator(".messages").text_content()
+        assert f"Tagged pages-retag-{tag}:2." in messages_shown(page)
         tags = page.locator("main p").first.text_content()
         assert name in tags and f"pages-retag-{tag}:2" in tags, tags
         assert engine.images.resolve(f"pages-retag-{tag}:2").id == built.id
@@ -74,7 +75,7 @@ def test_build_history_tag_remove(browser, dashboard, make_user, engine):
         page.once("dialog", lambda d: d.accept())
         page.click("form[action$='/remove/'] button.danger")
         page.wait_for_load_state()
-        refused = page.locator(".messages").text_content()
+        refused = messages_shown(page)
         assert "referenced in 2 repositories" in refused and "forced" in refused, refused
         assert engine.images.resolve(name).id == built.id
         shot(page, "pages-image-remove-refused")

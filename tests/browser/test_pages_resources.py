@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.browser.conftest import login, shot
-from tests.browser.test_pages_containers import run_container
+from tests.browser.test_pages_containers import messages_shown, run_container
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,10 +25,6 @@ def _remove_container(page, server, cid: str) -> None:
     page.wait_for_url(f"{server.url}/containers/")
 
 
-def _message(page) -> str:
-    return page.locator(".messages").text_content()
-
-
 def test_volume_create_used_by_refused_remove(browser, dashboard, make_user, engine,
                                               containers_made):
     tag = uuid.uuid4().hex[:6]
@@ -38,7 +34,7 @@ def test_volume_create_used_by_refused_remove(browser, dashboard, make_user, eng
         page.goto(f"{dashboard.url}/volumes/")
         page.fill("#vname", vol)
         page.click("form[action$='/volumes/new/'] button")
-        assert f"Volume {vol} created." in _message(page)
+        assert f"Volume {vol} created." in messages_shown(page)
         row = page.locator(f"tr[data-id='{vol}']")
         assert row.locator("td").nth(4).text_content() == "rvol"
         assert row.locator("td").nth(3).text_content() == "—"          # nobody uses it yet
@@ -59,7 +55,7 @@ def test_volume_create_used_by_refused_remove(browser, dashboard, make_user, eng
         page.once("dialog", lambda d: d.accept())
         page.click("form[action$='/remove/'] button.danger")
         page.wait_for_load_state()
-        refused = _message(page)
+        refused = messages_shown(page)
         assert vol in refused and "in use" in refused, refused
         assert cid[:12] in refused or f"uses-{tag}" in refused, refused
         assert vol in {v.name for v in engine.volumes.list()}
@@ -71,7 +67,7 @@ def test_volume_create_used_by_refused_remove(browser, dashboard, make_user, eng
         page.once("dialog", lambda d: d.accept())
         page.click("form[action$='/remove/'] button.danger")
         page.wait_for_url(f"{dashboard.url}/volumes/")
-        assert f"Volume {vol} removed." in _message(page)
+        assert f"Volume {vol} removed." in messages_shown(page)
         assert page.locator(f"tr[data-id='{vol}']").count() == 0
         assert vol not in {v.name for v in engine.volumes.list()}
         shot(page, "pages-volume-removed")
@@ -99,7 +95,7 @@ def test_network_create_used_by_refused_remove(browser, dashboard, make_user, en
         page.fill("#nname", net)
         page.fill("#nsubnet", subnet)
         page.click("form[action$='/networks/new/'] button")
-        assert f"Network {net} created." in _message(page)
+        assert f"Network {net} created." in messages_shown(page)
         row = page.locator("tr", has_text=net)
         cells = row.locator("td")
         assert cells.nth(1).text_content() == "bridge"
@@ -119,7 +115,7 @@ def test_network_create_used_by_refused_remove(browser, dashboard, make_user, en
         page.once("dialog", lambda d: d.accept())
         page.click("form[action$='/remove/'] button.danger")
         page.wait_for_load_state()
-        refused = _message(page)
+        refused = messages_shown(page)
         assert net in refused and ("in use" in refused or "endpoint" in refused), refused
         assert net in {n["Name"] for n in engine.networks.list()}
         shot(page, "pages-network-remove-refused")
@@ -132,7 +128,7 @@ def test_network_create_used_by_refused_remove(browser, dashboard, make_user, en
         page.once("dialog", lambda d: d.accept())
         page.click("form[action$='/remove/'] button.danger")
         page.wait_for_url(f"{dashboard.url}/networks/")
-        assert f"Network {net} removed." in _message(page)
+        assert f"Network {net} removed." in messages_shown(page)
         assert page.locator("tr", has_text=net).count() == 0
         assert net not in {n["Name"] for n in engine.networks.list()}
         shot(page, "pages-network-removed")
