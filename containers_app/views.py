@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from django.contrib import messages
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.safestring import SafeString
@@ -117,26 +117,38 @@ def _run_action(user, row: Container, action: str) -> None:
 
 @require_POST
 def bulk(request: HttpRequest) -> HttpResponse:
-    action = request.POST.get("action", "")
+    """Start, stop, restart or remove the selected containers.
+
+    Sent in place by containers.js (the rows then change through live events),
+    it answers the messages as JSON; a plain form post gets them on the next page.
+    """
+    notes = _bulk(request.user, request.POST.get("action", ""), request.POST.getlist("ids"))
+    if is_partial(request):
+        return JsonResponse({"messages": [{"level": level, "text": str(text)}
+                                          for level, text in notes]})
+    for level, text in notes:
+        messages.add_message(request, level, text)
+    return back(request, "containers:list")
+
+
+def _bulk(user, action: str, ids: list[str]) -> list[tuple[int, str]]:
     if action not in ("start", "stop", "restart", "remove"):
-        messages.error(request, _("Choose an action: start, stop, restart or remove."))
-        return redirect("containers:list")
-    ids = request.POST.getlist("ids")
+        return [(messages.ERROR, _("Choose an action: start, stop, restart or remove."))]
     if not ids:
-        messages.warning(request, _("Select at least one container."))
-        return redirect("containers:list")
+        return [(messages.WARNING, _("Select at least one container."))]
+    notes: list[tuple[int, str]] = []
     done = 0
     for ref in ids:
         try:
-            row = permissions.get_visible(request.user, "container", ref)
-            _run_action(request.user, row, action)
+            row = permissions.get_visible(user, "container", ref)
+            _run_action(user, row, action)
             done += 1
         except gateway.errors.EngineError as exc:
-            messages.error(request, f"{ref[:12]}: {exc}")
+            notes.append((messages.ERROR, f"{ref[:12]}: {exc}"))
     if done:
-        messages.success(request, _("%(action)s: %(n)d container(s).")
-                         % {"action": str(ACTIONS[action]).capitalize(), "n": done})
-    return back(request, "containers:list")
+        notes.append((messages.SUCCESS, _("%(action)s: %(n)d container(s).")
+                      % {"action": str(ACTIONS[action]).capitalize(), "n": done}))
+    return notes
 
 
 @engine_errors("containers:list")
@@ -228,7 +240,7 @@ def action(request: HttpRequest, ref: str, action: str) -> HttpResponse:
 @engine_errors("containers:list")
 def logs_download(request: HttpRequest, ref: str) -> HttpResponse:
     row = permissions.get_visible(request.user, "container", ref)
-    entries = gateway.call("containers.logs", row.engine_id, timestamps=True, host=row.host)
+    entries = gateway.stream("containers.logs", row.engine_id, host=row.host)  # what's there
     body = b"".join(e["data"] if isinstance(e["data"], bytes) else str(e["data"]).encode()
                     for e in entries)
     response = HttpResponse(body, content_type="text/plain; charset=utf-8")
