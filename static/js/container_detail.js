@@ -90,10 +90,13 @@
     const q = search.value.trim().toLowerCase();
     return !q || line.textContent.toLowerCase().includes(q);
   }
+  // Colours carry over from one line to the next, as in a terminal (one state per stream).
+  let ansiStates = {};
   function appendLog(entry) {
     const line = document.createElement("span");
     line.className = "line" + (entry.s === "stderr" ? " err" : "");
-    window.estibaAnsi.render(line, entry.t);
+    const stream = entry.s === "stderr" ? "stderr" : "stdout";
+    ansiStates[stream] = window.estibaAnsi.render(line, entry.t, ansiStates[stream]);
     line.hidden = !matches(line);
     const stick = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 20;
     logs.appendChild(line);
@@ -107,7 +110,7 @@
       logSocket.close();
     }
     // The stream starts with the log so far (all runs): it replaces what is shown.
-    if (again) logs.replaceChildren();
+    if (again) { logs.replaceChildren(); ansiStates = {}; }
     const socket = new WebSocket(wsUrl(logs.dataset.ws));
     logSocket = socket;
     socket.onmessage = (m) => {

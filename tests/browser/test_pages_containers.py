@@ -181,7 +181,7 @@ def test_bulk_stop_then_remove_two_selected(browser, dashboard, make_user, conta
         ctx.close()
 
 
-ANSI = ("printf '\\033[31mred\\033[0m <b>x</b>\\n'; "
+ANSI = ("printf '\\033[31mred\\033[0m <b>x</b>\\n\\033[32mgreen\\nstill green\\033[0m plain\\n'; "
         "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done")
 
 
@@ -199,6 +199,11 @@ def test_detail_logs_colours_and_search(browser, dashboard, make_user, container
         assert red.text_content() == "red"
         assert red.evaluate("s => getComputedStyle(s).color") == "rgb(255, 107, 107)"
         assert "\x1b" not in page.locator("#logs").text_content()
+        # A colour runs on over the next line, until it is reset.
+        green = page.eval_on_selector_all(
+            "#logs .line", "ls => ls.slice(1, 3).map(l => Array.from(l.children)"
+            ".map(s => [s.className, s.textContent]))")
+        assert green == [[["a32", "green\n"]], [["a32", "still green"], ["", " plain\n"]]], green
         shot(page, "pages-detail-logs-ansi")
 
         # Search: only the matching lines stay visible, and the count says how many.
