@@ -46,7 +46,12 @@ class _GzipStream:
             while chunk := self.read(CHUNK):
                 parts.append(chunk)
             return b"".join(parts)
-        while len(self.buf) < n and not self.eof:
+        # Pieces of at most the bytes still wanted, joined once: a 1 MiB read copies
+        # its bytes once, not three times (append, slice out, slice off).
+        parts = [self.buf] if self.buf else []
+        have = len(self.buf)
+        self.buf = b""
+        while have < n and not self.eof:
             if self.d.eof:
                 rest = self.d.unused_data or self.raw.read(CHUNK)
                 if not rest.strip(b"\x00"):  # end of stream, or zero padding after it
@@ -59,8 +64,13 @@ class _GzipStream:
                 if not data:
                     raise EOFError("compressed layer is truncated (gzip stream ends early)")
             # max_length bounds memory: a "gzip bomb" is decompressed a chunk at a time.
-            self.buf += self.d.decompress(data, CHUNK)
-        out, self.buf = self.buf[:n], self.buf[n:]
+            piece = self.d.decompress(data, n - have)
+            if piece:
+                parts.append(piece)
+                have += len(piece)
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(out) > n:  # only from an earlier read's leftover
+            out, self.buf = out[:n], out[n:]
         return out
 
 

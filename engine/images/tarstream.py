@@ -6,10 +6,12 @@ GNU tar. A layer applier needs only a few things from each header — name,
 type, mode, owners, size, mtime, link target, PAX records — so this reader
 parses exactly those, from a buffer refilled 1 MiB at a time.
 
-The refills come from a helper thread that reads and so decompresses (zlib
-and zstd release the GIL), while this thread hashes each refill (the diff ID;
-hashlib releases the GIL too) and creates files: the costs spread over two
-cores.
+The refills come from a helper thread that reads (and so decompresses) them
+and hands each to a second helper that hashes it (the diff ID): zlib, zstd
+and hashlib all release the GIL, so that work runs beside this thread, which
+parses headers and creates files and is the busiest of the three. Headers are parsed with
+one ``struct`` call and ``int(field, 8)`` on the fast path; only a field that
+is not plain octal goes to the careful parser.
 
 Hostile input is expected: checksums are verified, numbers must be octal or
 GNU base-256, PAX records must be well formed, and sizes are bounded by what
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import struct
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -31,6 +35,13 @@ REFILL = 1 << 20
 REG, AREG, LNK, SYM, CHR, BLK = b"0", b"\0", b"1", b"2", b"3", b"4"
 DIR, FIFO, CONT = b"5", b"6", b"7"
 PAX, GLOBAL_PAX, GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE = b"x", b"g", b"L", b"K", b"S"
+REG_TYPES = (REG, AREG, CONT)
+HEADER_ONLY = (LNK, SYM, DIR, CHR, BLK, FIFO)
+EXTENDED = (PAX, GLOBAL_PAX, GNU_LONGNAME, GNU_LONGLINK)
+_ZERO_BLOCK = bytes(BLOCK)
+#: name mode uid gid size mtime chksum type linkname magic+version (8) uname gname
+#: devmajor devminor prefix
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
 
 
 class TarFormatError(ValueError):
@@ -116,6 +127,22 @@ def _parse_pax(data: bytes) -> dict[str, bytes]:
     return out
 
 
+class _Hasher(threading.Thread):
+    """Hashes the tar bytes (the diff ID) on its own thread: hashlib releases the GIL,
+    so neither the decompression nor the parser waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__(name="tar-hash", daemon=True)
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def run(self) -> None:
+        while (chunk := self.q.get()) is not None:
+            self.sha.update(chunk)
+            self.count += len(chunk)
+
+
 class _Pump(threading.Thread):
     """Reads (and thereby decompresses) the stream and hashes it, ahead of the parser."""
 
@@ -125,13 +152,16 @@ class _Pump(threading.Thread):
         self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self.error: BaseException | None = None
         self.stop = threading.Event()
+        self.hasher = _Hasher()
 
     def run(self) -> None:
+        self.hasher.start()
         try:
             while not self.stop.is_set():
                 chunk = self.stream.read(REFILL)
                 if not chunk:
                     break
+                self.hasher.q.put(chunk)
                 while not self.stop.is_set():
                     try:
                         self.q.put(chunk, timeout=0.1)
@@ -141,6 +171,7 @@ class _Pump(threading.Thread):
         except BaseException as err:  # reported to the parser
             self.error = err
         finally:
+            self.hasher.q.put(None)
             while True:
                 try:
                     self.q.put(None, timeout=0.1)
@@ -159,9 +190,8 @@ class TarReader:
     def __init__(self, stream: IO[bytes]) -> None:
         self.pump = _Pump(stream)
         self.pump.start()
-        self.sha = hashlib.sha256()
-        self.count = 0
         self.buf = b""
+        self._view = memoryview(self.buf)
         self.pos = 0
         self.eof = False
         self._pending = 0    # data bytes of the current member not yet consumed
@@ -178,12 +208,9 @@ class TarReader:
             if self.pump.error is not None:
                 raise self.pump.error
             return False
-        # Hashed here, not in the pump: sha256 and zlib both release the GIL, so the
-        # diff ID and the decompression run on two cores at once.
-        self.sha.update(chunk)
-        self.count += len(chunk)
         rest = self.buf[self.pos:]
         self.buf = rest + chunk if rest else chunk
+        self._view = memoryview(self.buf)
         self.pos = 0
         return True
 
@@ -210,13 +237,21 @@ class TarReader:
         """The next piece (at most ``limit`` bytes) of the current member's data."""
         if self._pending <= 0:
             return memoryview(b"")
-        if len(self.buf) - self.pos == 0 and not self._fill():
-            raise TarFormatError("unexpected end of the tar stream inside a file")
-        step = min(self._pending, len(self.buf) - self.pos, limit)
-        view = memoryview(self.buf)[self.pos:self.pos + step]
-        self.pos += step
-        self._pending -= step
-        return view
+        pos, pending = self.pos, self._pending
+        avail = len(self.buf) - pos
+        if pending <= limit and pending + self._padding <= avail:
+            # The common case: all of it is in the buffer. Its padding is skipped too.
+            self.pos = pos + pending + self._padding
+            self._pending = self._padding = 0
+            return self._view[pos:pos + pending]
+        if avail == 0:
+            if not self._fill():
+                raise TarFormatError("unexpected end of the tar stream inside a file")
+            pos, avail = self.pos, len(self.buf) - self.pos
+        step = min(pending, avail, limit)
+        self.pos = pos + step
+        self._pending = pending - step
+        return self._view[pos:pos + step]
 
     def _finish_member(self) -> None:
         if self._pending:
@@ -231,32 +266,51 @@ class TarReader:
         return self
 
     def __next__(self) -> Member:
-        self._finish_member()
-        pax: dict[str, bytes] = {}
+        if self._pending or self._padding:
+            self._finish_member()
+        pax: dict[str, bytes] | None = None
         longname = longlink = None
         while True:
             if len(self.buf) - self.pos < BLOCK and not self._fill_to(BLOCK):
                 raise StopIteration  # end of stream without the two zero blocks: tolerated
-            hdr = self.buf[self.pos:self.pos + BLOCK]
-            self.pos += BLOCK
-            if hdr.count(0) == BLOCK:
+            pos = self.pos
+            hdr = self.buf[pos:pos + BLOCK]
+            self.pos = pos + BLOCK
+            if hdr == _ZERO_BLOCK:
                 raise StopIteration
-            stored = _num(hdr[148:156], "checksum")
-            unsigned = sum(hdr) - sum(hdr[148:156]) + 8 * 32
+            (f_name, f_mode, f_uid, f_gid, f_size, f_mtime, f_chk, typ, f_link, magic,
+             _uname, _gname, f_major, f_minor, f_prefix) = _HEADER.unpack(hdr[:500])
+            try:  # the fast path: plain octal, NUL- or space-terminated
+                stored = int(f_chk.rstrip(b"\0 "), 8)
+                mode = int(f_mode.rstrip(b"\0 "), 8)
+                uid = int(f_uid.rstrip(b"\0 "), 8)
+                gid = int(f_gid.rstrip(b"\0 "), 8)
+                size = int(f_size.rstrip(b"\0 "), 8)
+                mtime = int(f_mtime.rstrip(b"\0 "), 8)
+            except ValueError:
+                stored, mode = _num(f_chk, "checksum"), -1
+            # The byte sum, in C: Adler-32's low half started at 0 is the sum of the bytes
+            # modulo 65521, exact for 256 bytes (at most 65280).
+            view = memoryview(hdr)
+            unsigned = ((zlib.adler32(view[:256], 0) & 0xFFFF)
+                        + (zlib.adler32(view[256:], 0) & 0xFFFF) - sum(f_chk) + 8 * 32)
             if stored != unsigned:
                 signed = unsigned - 256 * sum(1 for b in hdr if b > 127)
                 if stored != signed:
                     raise TarFormatError("header checksum mismatch (not a tar stream, or corrupt)")
-            typ = hdr[156:157]
-            size = _num(hdr[124:136], "size")
+            if mode == -1:  # checked only now, so garbage is reported as a bad checksum
+                mode, uid, gid = _num(f_mode, "mode"), _num(f_uid, "uid"), _num(f_gid, "gid")
+                size, mtime = _num(f_size, "size"), _num(f_mtime, "mtime")
             if size < 0:
                 raise TarFormatError("negative size")
-            if typ in (PAX, GLOBAL_PAX, GNU_LONGNAME, GNU_LONGLINK):
+            if typ in EXTENDED:
                 if size > 16 * 1024 * 1024:
                     raise TarFormatError("extended header larger than 16 MiB")
                 data = self._take(size)
                 self._skip(-size % BLOCK)
                 if typ == PAX:
+                    if pax is None:
+                        pax = {}
                     pax.update(_parse_pax(data))
                 elif typ == GLOBAL_PAX:
                     self._global.update(_parse_pax(data))
@@ -269,25 +323,29 @@ class TarReader:
                 raise TarFormatError("sparse files are not supported in layers")
             break
         if self._global:
-            pax = {**self._global, **pax}
-        name = _str(hdr[0:100])
-        if hdr[257:262] == b"ustar":
-            prefix = _str(hdr[345:500]) if hdr[257:263] == b"ustar\0" else ""
-            if prefix:
-                name = prefix + "/" + name
-        member = Member(
-            name=longname if longname is not None else name,
-            type=typ, mode=_num(hdr[100:108], "mode"), uid=_num(hdr[108:116], "uid"),
-            gid=_num(hdr[116:124], "gid"), size=size, mtime=_num(hdr[136:148], "mtime"),
-            linkname=longlink if longlink is not None else _str(hdr[157:257]),
-            devmajor=_num(hdr[329:337], "devmajor"), devminor=_num(hdr[337:345], "devminor"),
-        )
+            pax = {**self._global, **(pax or {})}
+        if longname is not None:
+            name = longname
+        else:
+            name = f_name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if magic[:6] == b"ustar\0" and f_prefix[0]:
+                name = _str(f_prefix) + "/" + name
+        if longlink is not None:
+            linkname = longlink
+        elif f_link[0]:
+            linkname = f_link.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        else:
+            linkname = ""
+        member = Member(name, typ, mode, uid, gid, size, mtime, linkname, 0, 0,
+                        pax if pax is not None else {})
+        if typ in (CHR, BLK):
+            member.devmajor, member.devminor = _num(f_major, "devmajor"), _num(f_minor, "devminor")
         if pax:
             self._apply_pax(member, pax)
-        if member.isreg():
+        if typ in REG_TYPES:
             self._pending = member.size
             self._padding = -member.size % BLOCK
-        elif member.type in (LNK, SYM, DIR, CHR, BLK, FIFO):
+        elif typ in HEADER_ONLY:
             # Header-only types carry no data whatever their size field says (as Go's
             # archive/tar and Python's tarfile read them).
             self._pending, self._padding = 0, 0
@@ -329,10 +387,13 @@ class TarReader:
         """Drain the stream; return (sha256 digest of the tar bytes, their count)."""
         while self._fill():
             self.buf, self.pos = b"", 0
+        self._view = memoryview(self.buf)
         self.pump.join()
         if self.pump.error is not None:
             raise self.pump.error
-        return "sha256:" + self.sha.hexdigest(), self.count
+        hasher = self.pump.hasher
+        hasher.join()
+        return "sha256:" + hasher.sha.hexdigest(), hasher.count
 
     def close(self) -> None:
         """Stop the pump (after an error); safe to call twice."""
@@ -346,3 +407,5 @@ class TarReader:
                     break
                 threading.Event().wait(0.01)
         self.pump.join(5)
+        if self.pump.hasher.is_alive():
+            self.pump.hasher.join(5)  # ends on the None the pump queues last

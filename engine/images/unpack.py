@@ -42,7 +42,18 @@ from typing import IO
 
 from engine.errors import LayerRejected
 from engine.images.compression import open_decompressed
-from engine.images.tarstream import Member, TarFormatError, TarReader
+from engine.images.tarstream import (
+    BLK,
+    CHR,
+    DIR,
+    FIFO,
+    LNK,
+    REG_TYPES,
+    SYM,
+    Member,
+    TarFormatError,
+    TarReader,
+)
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
@@ -56,6 +67,7 @@ _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _OpenHow(ctypes.Structure):
@@ -236,18 +248,31 @@ class _Applier:
 
     def _apply(self, tar: TarReader, m: Member) -> None:
         self.result.entries += 1
-        try:
-            parts = tuple(clean_name(m.name))
-        except ValueError as err:
-            raise _Refuse(str(err)) from None
-        if not parts:  # the layer root itself ("./"): nothing to create
-            return
+        name = m.name
+        parts_list = name.split("/")
+        if ".." in parts_list:
+            raise _Refuse("path contains '..'")
+        if "" in parts_list or "." in parts_list:  # "./x", "/x", "dir/": rarer, cleaned
+            parts_list = [p for p in parts_list if p and p != "."]
+            if not parts_list:  # the layer root itself ("./"): nothing to create
+                return
+        parts = tuple(parts_list)
         parent, base = parts[:-1], parts[-1]
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(parent, base)
             return
-        pfd = self.dir_fd(parent)
-        if m.isdir():
+        pfd = self.cache.get(parent) if parent else self.root_fd
+        if pfd is None:
+            pfd = self.dir_fd(parent)
+        typ = m.type
+        if typ in REG_TYPES:
+            if parts in self.seen:
+                self._clear(pfd, parts)
+            else:
+                self.seen.add(parts)
+            self._file(tar, m, pfd, parent, base)
+            return
+        if typ == DIR:
             if not self._clear(pfd, parts, keep_dir=True):
                 os.mkdir(base, 0o700, dir_fd=pfd)
             self._meta(pfd, base, m)
@@ -255,18 +280,16 @@ class _Applier:
                 self.setgid_dirs.add(parts)
             self.dir_times.append((parts, m.mtime))
             return
-        if m.ischr() or m.isblk():
+        if typ in (CHR, BLK):
             self.result.skipped_devices.append("/".join(parts))
             return
         self._clear(pfd, parts)
-        if m.isreg():
-            self._file(tar, m, pfd, parent, base)
-        elif m.issym():
+        if typ == SYM:
             os.symlink(m.linkname, base, dir_fd=pfd)
             self._meta(pfd, base, m, symlink=True)
-        elif m.islnk():
+        elif typ == LNK:
             self._hardlink(m, pfd, base)
-        elif m.isfifo():
+        elif typ == FIFO:
             os.mkfifo(base, 0o600, dir_fd=pfd)
             self._meta(pfd, base, m)
         else:
@@ -275,26 +298,31 @@ class _Applier:
     def _file(self, tar: TarReader, m: Member, pfd: int, parent: tuple[str, ...],
               base: str) -> None:
         mode = m.mode & 0o7777
+        uid, gid = m.uid, m.gid
         plain = not (mode & 0o7000) and not (mode & self.umask)
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     (mode & 0o777) if plain else 0o600, dir_fd=pfd)
+        fd = os.open(base, _FILE_FLAGS, (mode & 0o777) if plain else 0o600, dir_fd=pfd)
         try:
-            remaining = m.size
-            while remaining > 0:
-                view = tar.read_data(remaining)
-                if not view:
-                    raise _Refuse("tar stream ends inside this file (truncated layer)")
-                remaining -= len(view)
-                while view:
-                    view = view[os.write(fd, view):]
-            self.result.size += m.size
+            size = m.size
+            if size:
+                remaining = size
+                write, read_data = os.write, tar.read_data
+                while remaining > 0:
+                    view = read_data(remaining)
+                    if not view:
+                        raise _Refuse("tar stream ends inside this file (truncated layer)")
+                    remaining -= len(view)
+                    written = write(fd, view)
+                    while written < len(view):  # short writes: rare, but legal
+                        view = view[written:]
+                        written = write(fd, view)
+                self.result.size += size
             # A root-owned file created by root needs no chown (unless a set-gid parent
             # gave it another group); its mode is already right unless umask or set-id
             # bits got in the way. Saves two syscalls on nearly every file of a layer.
-            if not (self.root_ids and m.uid == 0 and m.gid == 0
-                    and parent not in self.setgid_dirs):
-                os.fchown(fd, m.uid, m.gid)
-            if not plain or m.uid or m.gid:
+            if uid or gid or not self.root_ids or (self.setgid_dirs
+                                                    and parent in self.setgid_dirs):
+                os.fchown(fd, uid, gid)
+            if not plain or uid or gid:
                 os.fchmod(fd, mode)  # after chown, which clears set-id bits
             if m.pax:
                 self._xattrs(fd, m)
