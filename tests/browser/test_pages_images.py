@@ -96,3 +96,29 @@ def test_build_history_tag_remove(browser, dashboard, make_user, engine):
                 engine.images.remove(ref, force=True)
             except Exception:
                 pass
+
+
+def test_build_with_a_failing_step_says_which(browser, dashboard, make_user, engine):
+    tag = uuid.uuid4().hex[:6]
+    name = f"pages-broken-{tag}:1"
+    dockerfile = (f"FROM busybox:latest\nRUN echo before-{tag} && exit 3\n"
+                  f"RUN echo never-{tag}\n").encode()
+    ctx, page = login(browser, dashboard, make_user("ibroken"))
+    try:
+        page.goto(f"{dashboard.url}/images/build/")
+        page.set_input_files("#id_context", files=[{
+            "name": "Dockerfile", "mimeType": "text/plain", "buffer": dockerfile}])
+        page.fill("#id_tag", name)
+        page.click("form.grid-form button.primary")
+        page.wait_for_selector("#build-state.msg.error", timeout=60000)
+        error = page.locator("#build-state").text_content()
+        assert "3" in error and "Traceback" not in error, error
+        assert "exit 3" in error or "returned a non-zero code" in error, error
+        log = page.locator("#build-log").text_content()
+        assert f"before-{tag}" in log and f"never-{tag}" not in log.replace(
+            f"RUN echo never-{tag}", ""), log
+        assert page.locator("#build-image").count() == 0
+        shot(page, "pages-build-failed")
+        assert not [i for i in engine.images.list() if name in (i.repo_tags or [])]
+    finally:
+        ctx.close()
