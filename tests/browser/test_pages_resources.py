@@ -145,10 +145,14 @@ def test_network_create_used_by_refused_remove(browser, dashboard, make_user, en
             pass
 
 
-def test_hosts_lists_this_host(browser, dashboard, make_user, engine, web_worker):
+def test_hosts_lists_this_host(browser, dashboard, make_user, engine, web_worker,
+                               containers_made):
     info = engine.info()
     ctx, page = login(browser, dashboard, make_user("rhost"))
     try:
+        page.goto(f"{dashboard.url}/hosts/")
+        assert page.locator("tr", has_text=web_worker).locator("td").last.text_content() == "0"
+        run_container(page, dashboard, containers_made, f"hosted-{uuid.uuid4().hex[:6]}")
         page.goto(f"{dashboard.url}/hosts/")
         row = page.locator("tr", has_text=web_worker)
         assert row.count() == 1
@@ -160,7 +164,7 @@ def test_hosts_lists_this_host(browser, dashboard, make_user, engine, web_worker
         assert cells[4] == f"{info['runtime']} {info['runtime_version']}", cells[4]
         assert cells[5] == info["kernel"]
         assert cells[6].startswith(f"v{info['cgroup_version']}"), cells[6]
-        assert cells[7] == "0"                           # this user runs nothing
+        assert cells[7] == "1"                           # the one this user runs
         shot(page, "pages-hosts")
     finally:
         ctx.close()
