@@ -29,3 +29,10 @@ class Host(models.Model):
             return False
         limit = timedelta(seconds=settings.ESTIBA_HEARTBEAT_TIMEOUT)
         return timezone.now() - self.last_seen < limit
+
+    @property
+    def seconds_since_seen(self) -> int | None:
+        """Whole seconds since the last heartbeat (heartbeats come every few seconds)."""
+        if self.last_seen is None:
+            return None
+        return max(0, int((timezone.now() - self.last_seen).total_seconds()))

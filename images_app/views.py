@@ -73,6 +73,15 @@ def tag(request: HttpRequest, ref: str) -> HttpResponse:
 def remove(request: HttpRequest, ref: str) -> HttpResponse:
     row = permissions.get_visible(request.user, "image", ref)
     permissions.check_act(request.user, row, _("remove"))
+    tag = request.POST.get("tag", "")
+    if tag:  # docker rmi name:tag: only that name goes while others remain
+        if tag not in row.tags:
+            messages.error(request, _("%(tag)s is not a tag of this image.") % {"tag": tag})
+            return redirect("images:detail", ref=row.engine_id)
+        gateway.call("images.remove", tag)
+        messages.success(request, _("Untagged %(tag)s.") % {"tag": tag})
+        return redirect("images:detail", ref=row.engine_id) if len(row.tags) > 1 \
+            else redirect("images:list")
     gateway.call("images.remove", row.engine_id, force=bool(request.POST.get("force")))
     messages.success(request, _("Image %(name)s removed.") % {"name": row})
     return redirect("images:list")

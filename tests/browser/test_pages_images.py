@@ -79,12 +79,21 @@ def test_build_history_tag_remove(browser, dashboard, make_user, engine):
         assert "referenced in 2 repositories" in refused and "forced" in refused, refused
         assert engine.images.resolve(name).id == built.id
         shot(page, "pages-image-remove-refused")
-        # The page has no "force" switch (reported): post the same form with force=1.
+        # Untag one name: the image stays under the other.
+        retag = f"pages-retag-{tag}:2"
         page.goto(f"{dashboard.url}/images/{built.id}/")
-        csrf = page.input_value("form[action$='/remove/'] [name=csrfmiddlewaretoken]")
-        answer = page.request.post(f"{dashboard.url}/images/{built.id}/remove/",
-                                   form={"csrfmiddlewaretoken": csrf, "force": "1"})
-        assert answer.ok and answer.url == f"{dashboard.url}/images/", answer.url
+        page.locator("#image-tags li", has_text=retag).locator("button").click()
+        page.wait_for_load_state()
+        assert f"Untagged {retag}." in messages_shown(page) or retag in messages_shown(page)
+        assert [t for t in engine.images.resolve(name).repo_tags if retag in t] == []
+        # Tag it again, then remove with the force switch: both names go.
+        page.fill("#tag", retag)
+        page.click("form[action$='/tag/'] button")
+        page.wait_for_load_state()
+        page.check("#remove-image input[name=force]")
+        page.once("dialog", lambda d: d.accept())
+        page.click("#remove-image button.danger")
+        page.wait_for_url(f"{dashboard.url}/images/")
         page.goto(f"{dashboard.url}/images/")
         assert page.locator(f"tr[data-id='{built.id}']").count() == 0
         assert not [i for i in engine.images.list() if i.id == built.id]
