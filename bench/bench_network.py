@@ -25,6 +25,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import remove_cgroup_parents
 
 from engine import Engine, EngineConfig
 from engine.images.busybox import ensure_busybox
@@ -99,6 +102,7 @@ def main() -> int:
             bridge.append(run_once(engine, "bridge"))
     finally:
         engine.networks.remove_host_objects()
+        remove_cgroup_parents(engine.config.prefix)
         shutil.rmtree(base, ignore_errors=True)
 
     runtime = engine.containers.runtime.name

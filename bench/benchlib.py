@@ -65,6 +65,11 @@ def take_down(base: Path, prefix: str) -> None:
     subprocess.run(["sh", "-c", f"grep -o ' {base}[^ ]*' /proc/self/mountinfo | sort -r |"
                     " xargs -r -n1 umount -l"], check=False)
     shutil.rmtree(base, ignore_errors=True)
+    remove_cgroup_parents(prefix)
+
+
+def remove_cgroup_parents(prefix: str) -> None:
+    """rmdir the (empty) parent cgroups runc made under ``/<prefix>`` in every hierarchy."""
     for cg in Path("/sys/fs/cgroup").glob(f"*/{prefix}"):
         for child in sorted(cg.glob("**/"), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
