@@ -13,7 +13,7 @@ STATES = ["created", "running", "paused", "restarting", "exited", "dead", "remov
 STATE_LABELS = {
     "created": _("created"), "running": _("running"), "paused": _("paused"),
     "restarting": _("restarting"), "exited": _("exited"), "dead": _("dead"),
-    "removing": _("removing"),
+    "removing": _("removing"), "removed": _("removed"),
 }
 
 

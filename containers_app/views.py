@@ -211,6 +211,7 @@ def detail(request: HttpRequest, ref: str) -> HttpResponse:
         "may_act": permissions.may_act(request.user, row),
         "tab": request.GET.get("tab", "logs"),
         "limits": _limits(inspect),
+        "state_labels": state_labels(),
     })
 
 

@@ -8,9 +8,13 @@
   const wsUrl = (path) => `${proto}://${location.host}${path}`;
 
   // --- live state and the buttons that make sense in it ---------------------------------
+  // Each state's label in the page's language, as the server printed it.
+  const labelsEl = document.getElementById("state-labels");
+  const labels = labelsEl ? JSON.parse(labelsEl.textContent) : {};
   function showState(state, status) {
     const st = document.getElementById("state");
-    st.textContent = state;
+    st.textContent = labels[state] || state;
+    st.dataset.state = state;
     st.className = "state s-" + state;
     const statusEl = box.querySelector("[data-field=status]");
     if (statusEl && status !== undefined) statusEl.textContent = status;
@@ -19,7 +23,7 @@
       b.hidden = !b.dataset.show.split(" ").includes(state);
     });
   }
-  showState(document.getElementById("state").textContent.trim());
+  showState(document.getElementById("state").dataset.state);
   document.addEventListener("estiba:event", (e) => {
     const ev = e.detail;
     if (ev.kind !== "container" || ev.id !== id) return;
