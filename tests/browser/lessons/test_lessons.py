@@ -200,9 +200,11 @@ def test_architecture_lights_the_path_of_real_requests(page_in, logged_in, lesso
     volume = f"lesson-tap-{uuid.uuid4().hex[:6]}"
     other.goto(f"{logged_in.url}/volumes/")
     other.fill("#vname", volume)
-    other.click("form.inline button.primary")  # the POST's row below is what is waited for
+    with other.expect_request(lambda r: r.method == "POST", timeout=30000):
+        other.click("form.inline button.primary")
+    other.wait_for_load_state()
     vrow = rows.filter(has_text="browser").filter(has_text="POST /volumes/").first
-    vrow.wait_for(timeout=10000)
+    vrow.wait_for(timeout=20000)
     assert "teacher" in vrow.inner_text()
     # and a real engine event: the worker's projection tells the admins' group
     cid = gateway.call("containers.create", {"image": "busybox:latest", "cmd": ["true"],
