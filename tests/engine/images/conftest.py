@@ -60,3 +60,18 @@ def store(workdir: Path):
 
     bus = EventBus(workdir / "events.jsonl")
     return ImageStore(workdir / "images", bus)
+
+
+@pytest.fixture
+def dest(workdir: Path) -> Path:
+    """An empty layer directory to unpack into."""
+    d = workdir / "layer"
+    d.mkdir()
+    return d
+
+
+def unpack(data: bytes, dest: Path):
+    """Unpack an in-memory layer blob into ``dest`` (the store's own entry point)."""
+    from engine.images.unpack import unpack_blob
+
+    return unpack_blob(io.BufferedReader(io.BytesIO(data)), dest, what="test layer")

@@ -21,19 +21,7 @@ import pytest
 from engine.errors import LayerRejected
 from engine.images.compression import _GzipStream
 from engine.images.tarstream import TarReader
-from engine.images.unpack import unpack_blob
-from tests.engine.images.conftest import entry, make_tar
-
-
-@pytest.fixture
-def dest(workdir: Path) -> Path:
-    d = workdir / "layer"
-    d.mkdir()
-    return d
-
-
-def unpack(data: bytes, dest: Path):
-    return unpack_blob(io.BufferedReader(io.BytesIO(data)), dest, what="test layer")
+from tests.engine.images.conftest import entry, make_tar, unpack
 
 
 def test_diff_id_and_sizes_over_many_refills(dest: Path) -> None:

@@ -17,8 +17,7 @@ import pytest
 import zstandard
 
 from engine.errors import LayerRejected
-from engine.images.unpack import unpack_blob
-from tests.engine.images.conftest import entry, make_tar
+from tests.engine.images.conftest import entry, make_tar, unpack
 
 
 @pytest.fixture(autouse=True, params=["openat2", "component-walk"])
@@ -40,17 +39,6 @@ def host(workdir: Path) -> Path:
     outside.mkdir()
     (outside / "secret").write_text("untouched")
     return outside
-
-
-@pytest.fixture
-def dest(workdir: Path) -> Path:
-    d = workdir / "layer"
-    d.mkdir()
-    return d
-
-
-def unpack(data: bytes, dest: Path):
-    return unpack_blob(io.BufferedReader(io.BytesIO(data)), dest, what="test layer")
 
 
 def assert_host_intact(host: Path) -> None:
