@@ -16,6 +16,17 @@ from tests.browser.test_pages_containers import messages_shown
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
+def submit_build(page, dashboard, dockerfile: bytes, name: str, no_cache: bool = False) -> None:
+    """Upload a lone Dockerfile on the build page, tagged ``name``, and start the build."""
+    page.goto(f"{dashboard.url}/images/build/")
+    page.set_input_files("#id_context", files=[{
+        "name": "Dockerfile", "mimeType": "text/plain", "buffer": dockerfile}])
+    page.fill("#id_tag", name)
+    if no_cache:
+        page.check("#id_no_cache")
+    page.click("form.grid-form button.primary")
+
+
 def test_build_history_tag_remove(browser, dashboard, make_user, engine):
     tag = uuid.uuid4().hex[:6]
     name = f"pages-built-{tag}:1"
@@ -24,12 +35,7 @@ def test_build_history_tag_remove(browser, dashboard, make_user, engine):
                   f"RUN echo {marker} && echo {marker} > /built.txt && sleep 1\n").encode()
     ctx, page = login(browser, dashboard, make_user("ibuild"))
     try:
-        page.goto(f"{dashboard.url}/images/build/")
-        page.set_input_files("#id_context", files=[{
-            "name": "Dockerfile", "mimeType": "text/plain", "buffer": dockerfile}])
-        page.fill("#id_tag", name)
-        page.check("#id_no_cache")
-        page.click("form.grid-form button.primary")
+        submit_build(page, dashboard, dockerfile, name, no_cache=True)
         page.wait_for_selector("#build-log")
         # Each step's output, live: step 1/2, step 2/2 and what the RUN printed.
         page.wait_for_function("m => document.querySelector('#build-log').textContent.includes(m)",
@@ -114,11 +120,7 @@ def test_build_with_a_failing_step_says_which(browser, dashboard, make_user, eng
                   f"RUN echo never-{tag}\n").encode()
     ctx, page = login(browser, dashboard, make_user("ibroken"))
     try:
-        page.goto(f"{dashboard.url}/images/build/")
-        page.set_input_files("#id_context", files=[{
-            "name": "Dockerfile", "mimeType": "text/plain", "buffer": dockerfile}])
-        page.fill("#id_tag", name)
-        page.click("form.grid-form button.primary")
+        submit_build(page, dashboard, dockerfile, name)
         page.wait_for_selector("#build-state.msg.error", timeout=60000)
         error = page.locator("#build-state").text_content()
         assert "3" in error and "Traceback" not in error, error
