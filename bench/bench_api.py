@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchlib import free_port, stop_all, take_down, wait_for  # noqa: E402
+from benchlib import free_port, start_redis_and_db, stop_all, take_down, wait_for  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> str:
@@ -55,7 +55,6 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root: the engine runs real containers")
     import docker
-    import redis
 
     base = Path(tempfile.mkdtemp(prefix="estiba-bench-api-", dir="/var/tmp"))
     token = uuid.uuid4().hex[:4]
@@ -74,13 +73,7 @@ def main() -> int:
             root=base / "root", run_dir=base / "run", prefix=env["ESTIBA_PREFIX"])).images)
         port = free_port()
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(base)], stdout=subprocess.DEVNULL))
-        r = redis.Redis(port=port)
-        wait_for(r.ping, "redis", procs[-1])
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                       cwd=REPO, env=env, check=True, capture_output=True)
+        r = start_redis_and_db(procs, port, base, env)
         sock = str(base / "api.sock")
         server = [sys.executable, "-m", "dockerapi.server", "--socket", sock, "--tcp", ""]
         if args.local:

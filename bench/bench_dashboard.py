@@ -57,7 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchlib import free_port, stop_all, tail, take_down, wait_for  # noqa: E402
+from benchlib import free_port, start_redis_and_db, stop_all, tail, take_down, wait_for  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -325,7 +325,6 @@ def main() -> int:
         raise SystemExit("run as root: the engine runs real containers")
     if not Path(CHROMIUM).exists():
         raise SystemExit("Debian's chromium is not installed (apt-get install chromium)")
-    import redis
 
     base = Path(tempfile.mkdtemp(prefix="estiba-bench-dash-", dir="/var/tmp"))
     token = uuid.uuid4().hex[:4]
@@ -347,13 +346,7 @@ def main() -> int:
         engine = Engine(config=EngineConfig(root=base / "root", run_dir=base / "run",
                                             prefix=env["ESTIBA_PREFIX"]))
         ensure_busybox(engine.images)
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(base)], stdout=subprocess.DEVNULL))
-        r = redis.Redis(port=port)
-        wait_for(r.ping, "redis", procs[-1])
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                       cwd=REPO, env=env, check=True, capture_output=True)
+        r = start_redis_and_db(procs, port, base, env)
         log = base / "worker.log"
         procs.append(start(
             [sys.executable, "-m", "celery", "-A", "estiba", "worker", "-P", "threads",

@@ -11,8 +11,11 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -42,6 +45,21 @@ def wait_for(check, what: str, proc: subprocess.Popen | None = None, timeout: fl
             pass
         time.sleep(0.05)
     raise SystemExit(f"{what} not ready in {timeout}s\n{tail(log) if log else ''}")
+
+
+def start_redis_and_db(procs: list[subprocess.Popen], port: int, base: Path, env: dict):
+    """A private redis-server on ``port`` (appended to ``procs``) and a migrated database;
+    the Redis client."""
+    import redis
+
+    procs.append(subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(base)], stdout=subprocess.DEVNULL))
+    client = redis.Redis(port=port)
+    wait_for(client.ping, "redis", procs[-1])
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    return client
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
