@@ -688,7 +688,8 @@ class ContainerManager:
         network_ready = False
         try:
             layer_dirs = [Path(p) for p in c.config["LayerDirs"]]
-            rootfs_mod.mount_overlay(layer_dirs, cdir.upper, cdir.work, cdir.rootfs)
+            rootfs_mod.mount_overlay(layer_dirs, cdir.upper, cdir.work, cdir.rootfs,
+                                     volatile=c.spec.auto_remove)
             args = [c.path, *c.args]
             env = c.config["Env"]
             self._check_command(c, args[0], env)
@@ -1370,11 +1371,18 @@ _pending_deletes: list[threading.Thread] = []
 def _delete_later(path: Path) -> None:
     """rm -rf in a thread; a process that exits first waits for it (atexit)."""
     if not _pending_deletes:
-        atexit.register(lambda: [t.join() for t in list(_pending_deletes)])
+        atexit.register(finish_deletes)
     thread = threading.Thread(target=shutil.rmtree, args=(path, True), daemon=True)
     _pending_deletes[:] = [t for t in _pending_deletes if t.is_alive()]
     _pending_deletes.append(thread)
     thread.start()
+
+
+def finish_deletes() -> None:
+    """Wait for the deletes :func:`_delete_later` started (a supervisor ends with
+    ``os._exit``, which runs no ``atexit`` hook)."""
+    for thread in list(_pending_deletes):
+        thread.join()
 
 
 def _check_types(spec: ContainerSpec) -> None:

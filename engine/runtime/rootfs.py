@@ -40,8 +40,16 @@ def overlay_options(lower_dirs: list[Path], upper: Path, work: Path) -> str:
     return f"lowerdir={lowers},upperdir={upper},workdir={work}"
 
 
-def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path) -> None:
-    """Mount the container's union root at ``target`` (made if missing)."""
+def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
+                  volatile: bool = False) -> None:
+    """Mount the container's union root at ``target`` (made if missing).
+
+    ``volatile`` (Linux 5.10+, as Podman mounts ``--rm`` containers) tells
+    overlayfs never to sync the upper dir: no ``fsync`` from inside reaches the
+    disk and the unmount skips its flush of the whole filesystem. Right for a
+    root that is thrown away when its container ends, and only for such a root:
+    the kernel refuses to mount a volatile upper dir a second time.
+    """
     for d in (upper, work, target):
         d.mkdir(parents=True, exist_ok=True)
     opts = overlay_options(lower_dirs, upper, work)
@@ -51,7 +59,12 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path)
         )
     if is_mounted(target):
         return
-    rc = _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode())
+    rc = -1
+    if volatile:
+        rc = _libc.mount(b"overlay", str(target).encode(), b"overlay", 0,
+                         f"{opts},volatile".encode())
+    if rc != 0:  # not volatile, or a kernel without the option
+        rc = _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode())
     if rc != 0:
         err = ctypes.get_errno()
         raise RuntimeFailure(f"mounting the overlay root at {target} failed: {os.strerror(err)}")

@@ -5,9 +5,10 @@ is restarted or killed, and *someone* must still hold their stdout/stderr,
 write the log, collect the exit status and apply the restart policy. That is
 this process, one per container, as containerd-shim does it:
 
-* it is double-forked from the engine (fork, ``setsid``, fork again) so that
-  it belongs to no worker's process tree or session; forking instead of
-  starting a new interpreter keeps ``docker run`` fast;
+* it is forked by the engine process's launcher (:mod:`engine.runtime.launcher`,
+  a small zygote process), or double-forked from the engine itself (fork,
+  ``setsid``, fork again), so that it belongs to no worker's process tree or
+  session; forking instead of starting a new interpreter keeps ``docker run`` fast;
 * it is a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): ``runc run
   --detach`` exits once the container is running, and the container's PID 1 is
   then re-parented to the shim, which alone can ``waitpid`` it for the exit code;
@@ -136,11 +137,29 @@ def oom_killed(cgroups_path: str) -> bool:
 def spawn(cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path) -> int:
     """Start the supervisor detached from the caller; return once the container runs.
 
-    Returns the supervisor's pid. A start failure is raised as the runtime's message.
+    The supervisor is forked by this process's launcher (:mod:`engine.runtime.launcher`)
+    or, where that cannot be reached, from here. Returns the supervisor's pid. A start
+    failure is raised as the runtime's message.
     """
     from engine.errors import RuntimeFailure
+    from engine.runtime.launcher import LAUNCHER
 
     r, w = os.pipe()
+    try:
+        if not LAUNCHER.spawn(cdir, runtime, journal, sock_dir, w):
+            _fork_detached(cdir, runtime, journal, sock_dir, r, w)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        answer = fh.read().decode(errors="replace")
+    if not answer.startswith("ok "):
+        raise RuntimeFailure(answer.strip() or f"the supervisor of {cdir.id[:12]} died at start")
+    return int(answer.split()[1])
+
+
+def _fork_detached(cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path,
+                   r: int, w: int) -> None:
+    """Fork, ``setsid``, fork again: the supervisor in no process tree or session of ours."""
     pid = os.fork()
     if pid == 0:  # first child: leave the caller's session, fork the real supervisor
         code = 0
@@ -151,22 +170,16 @@ def spawn(cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path
             os.close(r)
             os.setsid()
             if os.fork() == 0:
-                _supervise(cdir, runtime, journal, sock_dir, w)
+                supervise(cdir, runtime, journal, sock_dir, w)
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    os.close(w)
     os.waitpid(pid, 0)
-    with os.fdopen(r, "rb") as fh:
-        answer = fh.read().decode(errors="replace")
-    if not answer.startswith("ok "):
-        raise RuntimeFailure(answer.strip() or f"the supervisor of {cdir.id[:12]} died at start")
-    return int(answer.split()[1])
 
 
-def _supervise(cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path,
-               ready_fd: int) -> None:
+def supervise(cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path,
+              ready_fd: int) -> None:
     """Body of the detached supervisor process; never returns."""
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -586,10 +599,13 @@ class Supervisor:
                                           prefix=cfg["prefix"], runtime=cfg["runtime"]))
 
     def _auto_remove(self) -> None:
+        from engine.runtime.containers import finish_deletes
+
         try:
             self._engine().containers.remove(self.cdir.id, force=True, volumes=True)
         except Exception:
             traceback.print_exc()
+        finish_deletes()
 
 
 def fast_delete(runtime: OCIRuntime, runtime_id: str, cgroups_path: str) -> bool:

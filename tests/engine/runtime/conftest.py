@@ -108,3 +108,8 @@ def host_pid_alive(pid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of host process ``pid`` (field 4 of /proc/<pid>/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

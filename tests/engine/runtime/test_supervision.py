@@ -16,7 +16,7 @@ from engine import Engine
 from engine.runtime import shim
 from engine.runtime.containers import ContainerSpec
 
-from .conftest import host_pid_alive, wait_for
+from .conftest import host_pid_alive, parent_pid, wait_for
 
 WORKER = textwrap.dedent("""
     import sys, time
@@ -48,8 +48,11 @@ def test_container_survives_sigkill_of_the_worker(engine, engine_config, leak_ch
         if len(cid) != 64:
             worker.kill()
             pytest.fail(f"the worker did not start a container: {worker.stderr.read()[-2000:]}")
+        launcher = parent_pid(engine.containers._cdir(cid).read_state()["ShimPid"])
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
+        # the worker's launcher follows it (its socket closed); the supervisor stays
+        wait_for(lambda: not host_pid_alive(launcher))
         # a new engine object, as a restarted worker would make
         fresh = Engine(config=engine_config)
         fresh.containers.recover()
@@ -140,6 +143,8 @@ def test_auto_remove(engine, containers):
                                                cmd=["true"], auto_remove=True))
     engine.containers.start(c.id)
     wait_for(lambda: not c.dir.exists(), timeout=20)
+    # the supervisor removed it, files too (it ends with os._exit: no atexit hook runs)
+    wait_for(lambda: not (engine.containers.dir / f".rm-{c.id}").exists(), timeout=20)
 
 
 def test_recover_settles_a_container_whose_supervisor_died(engine, containers, leak_check):

@@ -1,0 +1,200 @@
+"""The launcher: a small process that forks container supervisors (a "zygote").
+
+A supervisor (:mod:`engine.runtime.shim`) is forked rather than started as a
+new interpreter, which would cost tens of milliseconds per ``docker run``.
+Forking it straight from a worker costs too: fork, ``setsid``, fork again
+copies the worker's page tables twice and faults its pages in copy-on-write,
+several milliseconds that grow with the worker's size. So each engine process
+keeps one launcher, as Android's zygote and Python's multiprocessing
+"forkserver" do: a fresh interpreter that has imported the engine and nothing
+else, started once, whose only job is to fork supervisors from its small memory.
+
+* The engine talks to it over a ``SOCK_SEQPACKET`` socket pair: one message per
+  supervisor, JSON naming the container directory, the runtime, the journal and
+  the socket directory, with the write end of the caller's ready pipe attached
+  (``SCM_RIGHTS``). The supervisor writes its "ok <pid>" or "error: ..." there,
+  exactly as after a direct fork, so :func:`engine.runtime.shim.spawn` reads
+  the same answer either way.
+* The launcher daemonizes itself (its first process exits at once), so neither
+  it nor any supervisor is a child of the worker; each supervisor starts its own
+  session. The launcher reaps supervisors as they exit.
+* It exits when its socket reports end of file: the engine process that started
+  it is gone. Supervisors keep running, re-parented, as they always did; the next
+  engine process starts its own launcher.
+* When it cannot be reached, the engine forks the supervisor itself.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine.runtime.oci import OCIRuntime
+from engine.runtime.store import ContainerDir
+
+MAX_REQUEST = 64 * 1024
+#: what a supervisor may need (the exit path removes auto-remove containers and takes
+#: networks down): imported here, a supervisor would import them at every exit
+PRELOAD = ("engine.runtime.shim", "engine.runtime.containers", "engine.network.manager",
+           "engine.volumes", "engine.images.store")
+PR_SET_NAME = 15
+
+
+class Launcher:
+    """The engine's end of one process's launcher: started on first use, restarted once."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._owner = 0  # the pid that started it (a forked child starts its own)
+        self._lock = threading.Lock()
+
+    def spawn(self, cdir: ContainerDir, runtime: OCIRuntime, journal: Path, sock_dir: Path,
+              ready_fd: int) -> bool:
+        """Ask the launcher for a supervisor writing to ``ready_fd``; False if it cannot."""
+        payload = json.dumps({
+            "cdir": str(cdir.path), "cid": cdir.id, "journal": str(journal),
+            "sock_dir": str(sock_dir),
+            "runtime": {"name": runtime.name, "binary": runtime.binary,
+                        "state_root": str(runtime.state_root),
+                        "hide_unified": runtime.hide_unified},
+        }).encode()
+        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [ready_fd]))]
+        with self._lock:
+            for _ in range(2):  # a launcher that died is started again, once
+                try:
+                    sock = self._connected()
+                    sock.sendmsg([payload], fds)
+                    return True
+                except OSError:
+                    self._drop()
+        return False
+
+    def _connected(self) -> socket.socket:
+        if self._sock is not None and self._owner == os.getpid():
+            return self._sock
+        self._drop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.runtime.launcher", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], env=env, cwd="/", start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            code = proc.wait(timeout=30)  # its first process exits once it serves
+        finally:
+            theirs.close()
+        if code != 0:
+            ours.close()
+            raise OSError(f"the launcher did not start (exit code {code})")
+        self._sock, self._owner = ours, os.getpid()
+        return ours
+
+    def _drop(self) -> None:
+        if self._sock is not None and self._owner == os.getpid():
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock, self._owner = None, 0
+
+
+#: this process's launcher
+LAUNCHER = Launcher()
+
+
+# -- the launcher process ---------------------------------------------------------
+
+
+def serve(sock: socket.socket) -> None:
+    """Fork a supervisor for every request until the engine's end closes."""
+    from engine.runtime import shim
+
+    signal.signal(signal.SIGCHLD, lambda *_: _reap())
+    while True:
+        try:
+            data, ancdata, _, _ = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * 4))
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        fds = _received_fds(ancdata)
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
+        try:
+            request = json.loads(data)
+            _fork_supervisor(shim, sock, request, fds[0])
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            with contextlib.suppress(OSError):
+                os.write(fds[0], f"error: the launcher refused the request: {exc}".encode())
+        finally:
+            os.close(fds[0])
+        _reap()
+
+
+def _fork_supervisor(shim: Any, sock: socket.socket, request: dict, ready_fd: int) -> None:
+    rt = request["runtime"]
+    runtime = OCIRuntime(rt["name"], rt["binary"], Path(rt["state_root"]),
+                         hide_unified=bool(rt.get("hide_unified")))
+    cdir = ContainerDir(Path(request["cdir"]), request["cid"])
+    journal, sock_dir = Path(request["journal"]), Path(request["sock_dir"])
+    if os.fork() == 0:
+        try:
+            sock.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setsid()
+            shim.supervise(cdir, runtime, journal, sock_dir, ready_fd)
+        finally:
+            os._exit(0)
+
+
+def _received_fds(ancdata: list) -> list[int]:
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[: len(data) - len(data) % arr.itemsize])
+            fds.extend(arr)
+    return fds
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m engine.runtime.launcher <fd>``: daemonize, then serve on socket ``fd``."""
+    argv = argv if argv is not None else sys.argv[1:]
+    sock = socket.socket(fileno=int(argv[0]))
+    for name in PRELOAD:  # imported once, before any fork: the zygote's point
+        importlib.import_module(name)
+
+    if os.fork() != 0:
+        os._exit(0)  # the engine reaps this first process; the server is re-parented
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(b"estiba-launcher"), 0, 0, 0)  # ps, pstree
+    serve(sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The launcher forks supervisors: outside our process tree, restarted when killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from .conftest import parent_pid, wait_for
+
+
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def zombie_or_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def supervisor_of(engine, cid: str) -> int:
+    return engine.containers._cdir(cid).read_state()["ShimPid"]
+
+
+def test_supervisor_is_forked_by_the_launcher_in_its_own_session(engine, containers):
+    c = containers(start=True, cmd=["sleep", "30"])
+    shim_pid = supervisor_of(engine, c.id)
+    launcher = parent_pid(shim_pid)
+    assert comm(shim_pid) == "estiba-shim" and comm(launcher) == "estiba-launcher"
+    assert parent_pid(launcher) != os.getpid()  # daemonized: not a child of the engine's process
+    assert os.getsid(shim_pid) == shim_pid != os.getsid(0)
+
+
+def test_a_killed_launcher_is_started_again_and_running_containers_stay(engine, containers):
+    first = containers(start=True, cmd=["sleep", "30"])
+    old_launcher = parent_pid(supervisor_of(engine, first.id))
+    os.kill(old_launcher, signal.SIGKILL)
+    wait_for(lambda: zombie_or_gone(old_launcher))
+    second = containers(start=True, cmd=["sleep", "30"])
+    new_launcher = parent_pid(supervisor_of(engine, second.id))
+    assert new_launcher != old_launcher and comm(new_launcher) == "estiba-launcher"
+    # the first container's supervisor lost its parent, not its job
+    engine.containers.stop(first.id, timeout=1)
+    assert engine.containers.wait(first.id, timeout=10) == 137
+
+
+def test_auto_remove_root_is_volatile_and_others_are_not(engine, containers):
+    rm = containers(start=True, cmd=["sleep", "30"], auto_remove=True)
+    kept = containers(start=True, cmd=["sleep", "30"])
+
+    def options(c) -> str:
+        root = str(engine.containers._cdir(c.id).rootfs)
+        with open("/proc/self/mountinfo") as fh:
+            line = next(ln for ln in fh if ln.split()[4] == root)
+        return line.split(" - ", 1)[1]
+
+    assert "volatile" in options(rm)
+    assert "volatile" not in options(kept)
