@@ -443,10 +443,15 @@ def unpack_stream(tar_stream: IO[bytes], dest: str | os.PathLike, what: str = "l
     return applier.result
 
 
-def unpack_blob(raw: IO[bytes], dest: str | os.PathLike, what: str = "layer") -> UnpackResult:
-    """Apply a layer blob (plain tar, gzip or zstd; detected) to ``dest``."""
+def unpack_blob(raw: IO[bytes], dest: str | os.PathLike, what: str = "layer", *,
+                check_crc: bool = True) -> UnpackResult:
+    """Apply a layer blob (plain tar, gzip or zstd; detected) to ``dest``.
+
+    ``check_crc=False`` skips gzip's CRC-32: for callers that compare the
+    result's diff ID with the one expected, which covers the same bytes.
+    """
     try:
-        stream = open_decompressed(raw)
+        stream = open_decompressed(raw, check_crc)
     except Exception as err:
         raise LayerRejected(f"{what}: unreadable compressed stream: {err}") from None
     try:

@@ -54,14 +54,25 @@ def test_gzip_layer_same_as_plain(workdir: Path) -> None:
     assert (packed / "a/big").read_bytes() == (plain / "a/big").read_bytes()
 
 
+@pytest.mark.parametrize("check_crc", [True, False])
 @pytest.mark.parametrize("sizes", [[1 << 20], [1], [7, 100_000, 1 << 20, 3], [1 << 23]])
-def test_gzip_stream_reads_exact_sizes(sizes: list[int]) -> None:
+def test_gzip_stream_reads_exact_sizes(sizes: list[int], check_crc: bool) -> None:
     """Reads return exactly what was asked (so tar blocks stay aligned) until the end,
-    across concatenated members and zero padding after the last one."""
+    across concatenated members and zero padding after the last one; with zlib checking
+    the trailers, or (check_crc=False) with the headers and trailers parsed by the reader."""
     data = os.urandom(1_500_000) + b"abc" * 400_000
     tail = b"second member " * 50_000
-    blob = gzip.compress(data, 1) + gzip.compress(tail) + b"\0" * 100
-    stream = _GzipStream(io.BytesIO(blob))
+    named = io.BytesIO()  # a member header with a file name and a comment, as gzip(1) writes
+    with gzip.GzipFile("layer.tar", "wb", fileobj=named, mtime=0) as gz:
+        gz.write(tail)
+    header = bytearray(named.getvalue())
+    header[3] |= 0x10 | 0x04  # FCOMMENT and FEXTRA too: an extra field, then the comment
+    fname_end = header.index(b"\0", 10) + 1
+    header = (bytes(header[:10]) + b"\x04\x00XY\x00\x00" + bytes(header[10:fname_end])
+              + b"a comment\0" + bytes(header[fname_end:]))
+    blob = gzip.compress(data, 1) + gzip.compress(tail) + header + b"\0" * 100
+    tail = tail * 2
+    stream = _GzipStream(io.BytesIO(blob), check_crc)
     out, i = [], 0
     while len(out) < 3000:
         want = sizes[i % len(sizes)]
@@ -78,10 +89,27 @@ def test_gzip_stream_reads_exact_sizes(sizes: list[int]) -> None:
         assert got == data + tail
 
 
-def test_gzip_truncated_is_an_error() -> None:
+@pytest.mark.parametrize("check_crc", [True, False])
+@pytest.mark.parametrize("cut", [5, 50_000, -4])
+def test_gzip_truncated_is_an_error(check_crc: bool, cut: int) -> None:
+    """Cut in the header, the deflate data or the trailer."""
     blob = gzip.compress(os.urandom(200_000))
     with pytest.raises(EOFError):
-        _GzipStream(io.BytesIO(blob[:50_000])).read()
+        _GzipStream(io.BytesIO(blob[:cut]), check_crc).read()
+
+
+def test_gzip_without_crc_still_checks_the_length() -> None:
+    """check_crc=False leaves the CRC to the caller's diff ID, but a wrong ISIZE is refused."""
+    import zlib
+
+    blob = bytearray(gzip.compress(os.urandom(100_000)))
+    blob[-8] ^= 1  # the CRC: not checked
+    assert len(_GzipStream(io.BytesIO(bytes(blob)), False).read()) == 100_000
+    with pytest.raises(zlib.error):
+        _GzipStream(io.BytesIO(bytes(blob)), True).read()
+    blob[-1] ^= 1  # the length
+    with pytest.raises(zlib.error):
+        _GzipStream(io.BytesIO(bytes(blob)), False).read()
 
 
 def _raw_header(name: bytes, mode: bytes, uid: bytes, size: bytes, mtime: bytes,
