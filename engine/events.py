@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,11 @@ class Event:
         }
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        # the fields by hand: dataclasses.asdict deep-copies, on the path of every start
+        return json.dumps({"action": self.action, "actor_id": self.actor_id,
+                           "attributes": self.attributes, "time_nano": self.time_nano,
+                           "transient": self.transient, "type": self.type},
+                          separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, line: str) -> Event:

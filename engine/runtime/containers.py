@@ -211,13 +211,8 @@ class Container:
     @property
     def cgroup_paths(self) -> dict[str, Path]:
         """Where this container's cgroups live: v1 controller -> dir, or {"unified": dir}."""
-        base = Path("/sys/fs/cgroup")
         rel = self.cgroups_path.lstrip("/")
-        if (base / "cgroup.controllers").exists():
-            return {"unified": base / rel}
-        return {c: base / c / rel for c in ("memory", "cpu", "cpuacct", "cpuset", "pids",
-                                            "freezer", "blkio", "devices")
-                if (base / c).is_dir()}
+        return {name: Path(base, rel) for name, base in _cgroup_bases()}
 
     @property
     def network_settings(self) -> dict[str, Any]:
@@ -411,38 +406,6 @@ def parse_signal(sig: str | int | None, default: str = "SIGKILL") -> int:
         return int(signal_mod.Signals[name])
     except KeyError:
         raise InvalidArgument(f"invalid signal: {sig}") from None
-
-
-def resolve_in_root(root: Path, path: str, max_links: int = 40) -> Path | None:
-    """Resolve ``path`` as seen from inside ``root`` (links are followed *inside* it).
-
-    Returns the host path of the final object, or None when it does not exist.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        host = root.joinpath(*resolved, part)
-        try:
-            st = os.lstat(host)
-        except OSError:
-            return None
-        if (st.st_mode & 0o170000) == 0o120000:
-            links += 1
-            if links > max_links:
-                return None
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
 
 
 class ContainerManager:
@@ -750,7 +713,7 @@ class ContainerManager:
             path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
             candidates = [os.path.join(d or ".", prog) for d in path.split(":")]
         for cand in candidates:
-            host = resolve_in_root(root, cand)
+            host = rootfs_mod.resolve_in_root(root, cand)
             if host is not None and host.is_file():
                 if not os.access(host, os.X_OK):
                     raise CommandNotFound(
@@ -769,7 +732,7 @@ class ContainerManager:
         for part in [p for p in path.split("/") if p not in ("", ".", "..")]:
             nxt = current / part
             if nxt.is_symlink():
-                target = resolve_in_root(root, str(nxt.relative_to(root)))
+                target = rootfs_mod.resolve_in_root(root, str(nxt.relative_to(root)))
                 if target is None or not target.is_dir():
                     raise InvalidArgument(f"working dir {path} is not a directory in the image")
                 nxt = target
@@ -1376,6 +1339,17 @@ def _delete_later(path: Path) -> None:
     _pending_deletes[:] = [t for t in _pending_deletes if t.is_alive()]
     _pending_deletes.append(thread)
     thread.start()
+
+
+@functools.cache
+def _cgroup_bases() -> tuple[tuple[str, str], ...]:
+    """Where containers' cgroups go on this host (a host's hierarchies do not move)."""
+    base = "/sys/fs/cgroup"
+    if os.path.exists(f"{base}/cgroup.controllers"):
+        return (("unified", base),)
+    return tuple((c, f"{base}/{c}") for c in ("memory", "cpu", "cpuacct", "cpuset", "pids",
+                                               "freezer", "blkio", "devices")
+                 if os.path.isdir(f"{base}/{c}"))
 
 
 def finish_deletes() -> None:

@@ -15,6 +15,9 @@ else, started once, whose only job is to fork supervisors from its small memory.
   (``SCM_RIGHTS``). The supervisor writes its "ok <pid>" or "error: ..." there,
   exactly as after a direct fork, so :func:`engine.runtime.shim.spawn` reads
   the same answer either way.
+* It keeps one *spare* child forked ahead, waiting for its request: a start
+  hands the request over and goes on while the launcher forks the next spare,
+  so no start waits for a fork at all (gunicorn pre-forks its workers so).
 * The launcher daemonizes itself (its first process exits at once), so neither
   it nor any supervisor is a child of the worker; each supervisor starts its own
   session. The launcher reaps supervisors as they exit.
@@ -38,8 +41,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
+from engine.runtime import shim
 from engine.runtime.oci import OCIRuntime
 from engine.runtime.store import ContainerDir
 
@@ -117,16 +120,21 @@ LAUNCHER = Launcher()
 
 
 def serve(sock: socket.socket) -> None:
-    """Fork a supervisor for every request until the engine's end closes."""
-    from engine.runtime import shim
+    """Hand every request to a spare supervisor until the engine's end closes.
 
+    A *spare* is forked before it is needed and waits for its one request, so a
+    ``docker run`` does not wait for a fork: the next spare is forked while the
+    runtime starts the container.
+    """
     signal.signal(signal.SIGCHLD, lambda *_: _reap())
+    spare = _fork_spare(sock)
     while True:
         try:
             data, ancdata, _, _ = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * 4))
         except InterruptedError:
             continue
         if not data:
+            spare.close()  # the spare sees end of file and exits unused
             return
         fds = _received_fds(ancdata)
         if len(fds) != 1:
@@ -134,30 +142,54 @@ def serve(sock: socket.socket) -> None:
                 os.close(fd)
             continue
         try:
-            request = json.loads(data)
-            _fork_supervisor(shim, sock, request, fds[0])
+            _parse(data)
+            try:
+                _hand(spare, data, fds[0])
+            except OSError:  # the spare died waiting: use a fresh one
+                spare.close()
+                spare = _fork_spare(sock)
+                _hand(spare, data, fds[0])
         except (ValueError, KeyError, TypeError, OSError) as exc:
             with contextlib.suppress(OSError):
                 os.write(fds[0], f"error: the launcher refused the request: {exc}".encode())
         finally:
             os.close(fds[0])
+        spare.close()
+        spare = _fork_spare(sock)
         _reap()
 
 
-def _fork_supervisor(shim: Any, sock: socket.socket, request: dict, ready_fd: int) -> None:
+def _parse(data: bytes) -> tuple[ContainerDir, OCIRuntime, Path, Path]:
+    request = json.loads(data)
     rt = request["runtime"]
-    runtime = OCIRuntime(rt["name"], rt["binary"], Path(rt["state_root"]),
+    runtime = OCIRuntime(str(rt["name"]), str(rt["binary"]), Path(rt["state_root"]),
                          hide_unified=bool(rt.get("hide_unified")))
-    cdir = ContainerDir(Path(request["cdir"]), request["cid"])
-    journal, sock_dir = Path(request["journal"]), Path(request["sock_dir"])
+    cdir = ContainerDir(Path(request["cdir"]), str(request["cid"]))
+    return cdir, runtime, Path(request["journal"]), Path(request["sock_dir"])
+
+
+def _hand(spare: socket.socket, data: bytes, ready_fd: int) -> None:
+    spare.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [ready_fd]))])
+
+
+def _fork_spare(sock: socket.socket) -> socket.socket:
+    """A child that becomes the supervisor named by the one request it will be sent."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if os.fork() == 0:
         try:
             sock.close()
+            ours.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.setsid()
-            shim.supervise(cdir, runtime, journal, sock_dir, ready_fd)
+            data, ancdata, _, _ = theirs.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4))
+            fds = _received_fds(ancdata)
+            if data and len(fds) == 1:
+                theirs.close()
+                os.setsid()
+                shim.supervise(*_parse(data), fds[0])
         finally:
             os._exit(0)
+    theirs.close()
+    return ours
 
 
 def _received_fds(ancdata: list) -> list[int]:

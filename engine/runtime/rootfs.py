@@ -88,6 +88,41 @@ def unmount(target: Path, lazy: bool = False) -> None:
             raise RuntimeFailure(f"unmounting {target} failed: {os.strerror(err)}")
 
 
+def resolve_in_root(root: Path, path: str, max_links: int = 40) -> Path | None:
+    """``path`` as seen with ``root`` as ``/``: symlinks followed, but never out of ``root``.
+
+    An image's ``/etc/passwd``, a command looked up in ``$PATH``, a volume's
+    source directory are all paths of the container's world, and a hostile
+    image may make any of them a link to ``/`` of the host. Returns the host
+    path of the final object, or None when it does not exist (or loops).
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        host = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(host)
+        except OSError:
+            return None
+        if (st.st_mode & 0o170000) == 0o120000:
+            links += 1
+            if links > max_links:
+                return None
+            target = os.readlink(host)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
 def is_mounted(target: Path) -> bool:
     """True when ``target`` is a mount point in this mount namespace."""
     needle = _escape(str(target))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidArgument
+from engine.runtime.rootfs import resolve_in_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -70,11 +71,10 @@ _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 def _read_db(rootfs: Path, name: str) -> list[list[str]]:
     """Rows of the image's /etc/passwd or /etc/group (never following links out of it)."""
-    path = rootfs / "etc" / name
+    real = resolve_in_root(rootfs, f"/etc/{name}")
+    if real is None:
+        return []
     try:
-        real = path.resolve()
-        if not str(real).startswith(str(rootfs.resolve()) + os.sep):
-            return []
         text = real.read_text(errors="replace")
     except OSError:
         return []

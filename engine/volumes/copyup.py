@@ -26,41 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.errors import RuntimeFailure
-
-MAX_SYMLINKS = 40  # as the kernel's path walk
-
-
-def resolve_in_root(root: Path, path: str) -> Path | None:
-    """``path`` as seen with ``root`` as ``/``: symlinks followed but never out of ``root``.
-
-    Returns None when the path does not exist in the image.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    current: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = root.joinpath(*current, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            return None
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                return None
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        del st
-        current.append(part)
-    return root.joinpath(*current)
+from engine.runtime.rootfs import resolve_in_root
 
 
 @contextlib.contextmanager

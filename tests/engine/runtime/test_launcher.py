@@ -58,3 +58,22 @@ def test_auto_remove_root_is_volatile_and_others_are_not(engine, containers):
 
     assert "volatile" in options(rm)
     assert "volatile" not in options(kept)
+
+
+def test_a_dead_spare_is_replaced(engine, containers):
+    first = containers(start=True, cmd=["sleep", "30"])
+    launcher = parent_pid(supervisor_of(engine, first.id))
+    spares = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != launcher
+              and _is_spare_of(int(p), launcher)]
+    assert len(spares) == 1
+    os.kill(spares[0], signal.SIGKILL)
+    second = containers(start=True, cmd=["sleep", "30"])
+    assert parent_pid(supervisor_of(engine, second.id)) == launcher
+    assert engine.containers.get(second.id).state.status == "running"
+
+
+def _is_spare_of(pid: int, launcher: int) -> bool:
+    try:
+        return parent_pid(pid) == launcher and comm(pid) == "estiba-launcher"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
