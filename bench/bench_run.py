@@ -1,10 +1,14 @@
 """Bench: ``run --rm busybox true`` through estiba's Python API beside a plain ``runc run``.
 
-What it measures, per iteration, interleaved so both see the same machine:
+What it measures, per iteration, interleaved so all see the same machine:
 
-* estiba: ``create`` + ``start`` + ``wait`` + ``remove`` of a busybox container
+* estiba ``run --rm``: what the docker CLI sends for it — ``create`` with
+  ``AutoRemove``, ``start``, ``wait`` until removed — of a busybox container
   running ``true`` (network mode "none"): spec writing, the overlay mount,
-  the supervisor, the runtime, the exit record, the cleanup;
+  the supervisor, the runtime, the exit record, the removal (the target);
+* estiba ``create`` + ``start`` + ``wait`` + ``remove``, as docker-py's
+  ``run(remove=True)`` does it from the client (a kept root, so its unmount
+  flushes the upper dir's filesystem, which an AutoRemove root skips);
 * runc: ``runc run`` of an equivalent bundle — the very ``config.json`` estiba
   wrote (same namespaces, seccomp filter, capabilities, mounts, cgroups) on a
   pre-mounted overlay root — which is the floor any engine stands on.
@@ -35,6 +39,20 @@ from engine.runtime.containers import ContainerSpec
 
 
 def run_engine(engine: Engine) -> float:
+    """``docker run --rm``: the engine removes the container itself."""
+    t0 = time.perf_counter()
+    c = engine.containers.create(ContainerSpec(image="busybox:latest", cmd=["true"],
+                                               network_mode="none", auto_remove=True))
+    engine.containers.start(c.id)
+    code = engine.containers.wait(c.id, condition="removed")
+    elapsed = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"the engine's container exited with {code}")
+    return elapsed
+
+
+def run_engine_client_remove(engine: Engine) -> float:
+    """create, start, wait, remove: the client removes the container."""
     t0 = time.perf_counter()
     c = engine.containers.create(ContainerSpec(image="busybox:latest", cmd=["true"],
                                                network_mode="none"))
@@ -99,18 +117,23 @@ def main() -> None:
         bundle, spec = make_bundle(engine, base / "plain")
         runtime = engine.containers.runtime
         print(f"runtime: {runtime.name} {runtime.version}; iterations: {args.n}")
-        for _ in range(3):  # warm caches (page cache, seccomp conversion, imports)
+        for _ in range(3):  # warm caches (page cache, seccomp conversion, the launcher)
             run_engine(engine)
+            run_engine_client_remove(engine)
             run_runtime(engine, bundle, spec, prefix)
-        ours, theirs = [], []
+        ours, client, theirs = [], [], []
         for _ in range(args.n):
             ours.append(run_engine(engine))
+            client.append(run_engine_client_remove(engine))
             theirs.append(run_runtime(engine, bundle, spec, prefix))
         print(describe("estiba run --rm true", ours))
+        print(describe("estiba create..remove", client))
         print(describe(f"{runtime.name} run (same bundle)", theirs))
         m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
         print(f"ratio estiba/{runtime.name}: {m_ours / m_theirs:.2f}x   "
               f"overhead: {(m_ours - m_theirs) * 1000:.1f} ms median (target < 30 ms)")
+        print(f"create..remove overhead: "
+              f"{(statistics.median(client) - m_theirs) * 1000:.1f} ms median")
     finally:
         rootfs.unmount(base / "plain" / "bundle" / "rootfs")
         for path in rootfs.mounts_below(base):
