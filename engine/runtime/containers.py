@@ -49,6 +49,7 @@ from engine.errors import (
 )
 from engine.runtime import rootfs as rootfs_mod
 from engine.runtime import shim
+from engine.runtime.launcher import LAUNCHER
 from engine.runtime.logs import LogEntry, read_logs
 from engine.runtime.oci import OCIRuntime, select_runtime
 from engine.runtime.spec import (
@@ -1067,6 +1068,8 @@ class ContainerManager:
            ``always`` starts any container that has run before, even one stopped
            by hand; ``unless-stopped`` only one not stopped by hand; ``on-failure``
            one that failed (non-zero code, not stopped by hand) within its retries.
+        5. The launcher that forks supervisors is started now, so that the first
+           ``docker run`` does not wait for its interpreter.
         """
         for entry in list(self.dir.glob(".rm-*")):
             shutil.rmtree(entry, ignore_errors=True)
@@ -1102,6 +1105,7 @@ class ContainerManager:
             if cdir.config_file.exists() and self._restart_on_engine_start(cdir):
                 with contextlib.suppress(EngineError):
                     self.start(cid)
+        LAUNCHER.warm()
 
     @staticmethod
     def _restart_on_engine_start(cdir: ContainerDir) -> bool:

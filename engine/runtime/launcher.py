@@ -83,6 +83,16 @@ class Launcher:
                     self._drop()
         return False
 
+    def warm(self) -> bool:
+        """Start the launcher now rather than at the first start; False if it cannot."""
+        with self._lock:
+            try:
+                self._connected()
+                return True
+            except OSError:
+                self._drop()
+                return False
+
     def _connected(self) -> socket.socket:
         if self._sock is not None and self._owner == os.getpid():
             return self._sock
