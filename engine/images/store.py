@@ -395,8 +395,13 @@ class ImageStore:
             return {}
 
     def _publish_layer(self, tmpdir: Path, chain_id: str, meta: dict) -> Path:
-        """Rename an unpacked temp layer into place (or drop it if one won the race)."""
-        self._atomic_write(tmpdir / "meta.json", json.dumps(meta).encode())
+        """Rename an unpacked temp layer into place (or drop it if one won the race).
+
+        meta.json needs neither a temp name nor an fsync: the directory holding it
+        is still temporary, and the rename publishes both (the layer's files are
+        not fsynced either; kill -9 loses nothing the kernel was given).
+        """
+        (tmpdir / "meta.json").write_bytes(json.dumps(meta).encode())
         final = self.layer_path(chain_id)
         try:
             os.rename(tmpdir, final)

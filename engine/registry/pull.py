@@ -227,6 +227,7 @@ class _BlobFetch(io.RawIOBase):
         self.pending = b""
         self.last = -1
         self.done = False
+        self.synced = False
 
     def readable(self) -> bool:
         return True
@@ -280,6 +281,11 @@ class _BlobFetch(io.RawIOBase):
         self.sha.update(data)
         self.pos += len(data)
         b[:len(data)] = data
+        if data and self.pos == self.d.size and self.pos > self.kept:
+            # All here: sync now, on this (pump) thread, while the unpacker finishes.
+            self.out.flush()
+            os.fdatasync(self.fd)
+            self.synced = True
         step = self.pos * 20 // max(self.d.size, 1)
         if data and step != self.last:
             self.last = step
@@ -304,8 +310,9 @@ class _BlobFetch(io.RawIOBase):
             self._discard()
             raise RegistryError(f"{self.p.where}: layer {self.d.digest} failed verification: "
                                 f"its content hashes to {got}")
-        self.out.flush()
-        os.fdatasync(self.fd)  # cheap after direct writes; the rename must not outrun the data
+        if not self.synced:  # cheap after direct writes; the rename must not outrun the data
+            self.out.flush()
+            os.fdatasync(self.fd)
         self.p.store.blobs.adopt(self.partial, self.d.digest)
         self.done = True
         self.p.progress({"status": "Download complete", "id": self.sid, "progressDetail": {}})
