@@ -17,6 +17,8 @@ from django.conf import settings
 EVENTS_CHANNEL = "estiba:events"
 #: How long a stream or session key lives after its last write (seconds).
 STREAM_TTL = 600
+#: How long an answer no caller took any more (it gave up) stays in Redis (seconds).
+REPLY_TTL = 300
 
 _local = threading.local()
 
@@ -34,6 +36,11 @@ def client() -> redis.Redis:
 def aclient() -> aioredis.Redis:
     """A new asyncio client (one per consumer: asyncio clients belong to one event loop)."""
     return aioredis.Redis.from_url(settings.REDIS_URL)
+
+
+def reply_key(rid: str) -> str:
+    """The list a worker pushes one call's answer to (``estiba.gateway.call``)."""
+    return f"estiba:reply:{rid}"
 
 
 def stream_key(sid: str) -> str:

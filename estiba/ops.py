@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import enum
 import io
+import json
 import queue
 import threading
 import time
@@ -62,8 +63,30 @@ class OperationRefused(errors.InvalidArgument):
 
 # --- JSON both ways ----------------------------------------------------------------------
 
+#: Exact types JSON carries as they are: the walks below pass them without a call.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json(value: Any, *, summary: bool = False) -> Any:
-    """A JSON-able copy of an engine value (engine objects as Docker shows them)."""
+    """A JSON-able copy of an engine value (engine objects as Docker shows them).
+
+    Plain dicts and lists — most of a listing's 200 summaries — take a fast path
+    that copies their plain leaves without a call each; anything else takes the
+    full walk in ``_to_json``.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k):
+                v if type(v) in _PLAIN else to_json(v, summary=summary)
+                for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _PLAIN else to_json(v, summary=summary) for v in value]
+    return _to_json(value, summary)
+
+
+def _to_json(value: Any, summary: bool) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -92,12 +115,19 @@ def to_json(value: Any, *, summary: bool = False) -> Any:
 def from_json(value: Any) -> Any:
     """Undo ``to_json``'s one trick: ``{"__bytes__": ...}`` becomes bytes again."""
     if isinstance(value, dict):
-        if set(value) == {"__bytes__"}:
+        if len(value) == 1 and "__bytes__" in value:
             return base64.b64decode(value["__bytes__"])
-        return {k: from_json(v) for k, v in value.items()}
+        return {k: v if type(v) in _PLAIN else from_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [from_json(v) for v in value]
+        return [v if type(v) in _PLAIN else from_json(v) for v in value]
     return value
+
+
+def loads(raw: bytes | str) -> Any:
+    """``from_json(json.loads(raw))``, without the walk when no bytes travelled."""
+    data = json.loads(raw)
+    marker = b"__bytes__" if isinstance(raw, (bytes, bytearray)) else "__bytes__"
+    return from_json(data) if marker in raw else data
 
 
 def error_to_json(exc: BaseException, host: str) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,22 @@ def generic_message(kind: str, row: Any, action: str) -> dict:
             "name": str(row)}
 
 
+#: Runs ``_send_all`` to the end; the worker sets its own (``estiba.worker``).
+Sender = Callable[[Any, list[str], dict], None]
+_sender: Sender | None = None
+
+
+def set_sender(sender: Sender | None) -> None:
+    """How ``notify`` runs its sends; ``None``: ``async_to_sync`` (right in a web process).
+
+    In a plain thread ``async_to_sync`` makes a new event loop, thread and Redis
+    connection for every message (about 5 ms of CPU), so the worker, which
+    notifies for every engine event, hands them to one loop of its own instead.
+    """
+    global _sender
+    _sender = sender
+
+
 def notify(owner_id: int | None, message: dict) -> None:
     """Send ``message`` to the admins and to the owner's browsers."""
     layer = get_channel_layer()
@@ -60,7 +77,10 @@ def notify(owner_id: int | None, message: dict) -> None:
     message = {"type": "estiba.event", "t": time.time(), **message}
     groups = [ADMIN_GROUP] + ([user_group(owner_id)] if owner_id else [])
     try:
-        async_to_sync(_send_all)(layer, groups, message)
+        if _sender is not None:
+            _sender(layer, groups, message)
+        else:
+            async_to_sync(_send_all)(layer, groups, message)
     except Exception:  # a browser update must never stop the projection
         log.exception("could not notify browsers")
 

@@ -27,14 +27,26 @@ def _host() -> str:
     return settings.ESTIBA_HOSTNAME
 
 
-@shared_task(name="estiba.call")
-def call(op: str, args: list, kwargs: dict) -> dict:
+def _answer(op: str, args: list, kwargs: dict) -> dict:
     try:
         return {"ok": ops.run_call(get_engine(), op, args, kwargs)}
     except Exception as exc:
         if not isinstance(exc, ops.errors.EngineError):
             log.exception("operation %s failed", op)
         return {"error": ops.error_to_json(exc, _host())}
+
+
+@shared_task(name="estiba.call")
+def call(op: str, args: list, kwargs: dict, reply: str | None = None) -> dict | None:
+    """Run ``op``; the answer goes to the caller's ``reply`` list (or is the task's result)."""
+    answer = _answer(op, args, kwargs)
+    if reply is None:
+        return answer
+    pipe = bus.client().pipeline(transaction=False)
+    pipe.rpush(reply, json.dumps(answer))
+    pipe.expire(reply, bus.REPLY_TTL)
+    pipe.execute()
+    return None
 
 
 def _xadd(r, key: str, message: dict) -> None:

@@ -1,6 +1,6 @@
 """What a host's worker does besides running tasks: events, reconcile, heartbeat.
 
-When the Celery worker is ready it starts three daemon threads:
+When the Celery worker is ready it starts these daemon threads:
 
 - the event publisher follows the engine's event journal
   (``EventBus.follow``) from where it last stopped, publishes every event to
@@ -12,11 +12,14 @@ When the Celery worker is ready it starts three daemon threads:
   a long reconcile pass or a slow engine call never makes the host look
   offline;
 - the reconcile loop compares the engine's objects with the projection every
-  few seconds.
+  few seconds;
+- the projection's messages to the browsers go out on one event loop thread of
+  the worker's own (``NotifyLoop``), not a new loop per message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -166,8 +169,42 @@ def reconcile_loop() -> None:
         _stop.wait(max(0.1, interval - (time.monotonic() - started)))
 
 
+class NotifyLoop:
+    """One event loop thread for the projection's messages to the browsers.
+
+    ``async_to_sync`` from a plain thread builds a loop, a thread and a Redis
+    connection per message; the worker notifies for every engine event (six for
+    a ``run --rm``), so that cost (about 5 ms of CPU each) competed with the
+    tasks themselves. This loop lives as long as the worker and keeps the channel
+    layer's connections open.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                       name="estiba-notify")
+        self.thread.start()
+
+    def send(self, layer: Any, groups: list[str], message: dict) -> None:
+        from estiba.projection import _send_all
+
+        future = asyncio.run_coroutine_threadsafe(_send_all(layer, groups, message), self.loop)
+        future.result(timeout=10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_notify_loop: NotifyLoop | None = None
+
+
 def start_background() -> None:
     """Start the worker's threads (called once the Celery worker is ready)."""
+    from estiba import projection
+
+    global _notify_loop
+    _notify_loop = NotifyLoop()
+    projection.set_sender(_notify_loop.send)
     engine = get_engine()
     beat_redis()
     # The heartbeat first: recovering many containers may take longer than its timeout.
@@ -188,6 +225,8 @@ def stop_background() -> None:
     from estiba import bus
 
     _stop.set()
+    if _notify_loop is not None:
+        _notify_loop.stop()
     if _heartbeat_thread is not None:  # a beat under way must not outlive the key's removal
         _heartbeat_thread.join(timeout=5)
     try:

@@ -14,13 +14,14 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
-from dockerapi import hijack
+from dockerapi import hijack, known
 from dockerapi.http import BadRequest, HTTPError, Request, Response, empty, json_response
 from dockerapi.ops import spool_dir
 from dockerapi.translate import container_spec, frame, parse_filters
-from engine.errors import EngineError
+from engine.errors import EngineError, NotFound
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 CID = r"(?P<id>[^/]+)"
@@ -53,9 +54,37 @@ def register(api) -> None:
 async def _inspect(api, req: Request, id: str) -> dict:
     data = await api.backend.call("container_inspect", id)
     await api.policy.check(req, "container", data["Id"], data.get("Name", ""))
+    known.containers.remember(known.Facts(data["Id"], _autoremove(data)))
     if _autoremove(data):
         data.setdefault("HostConfig", {})["AutoRemove"] = True
     return data
+
+
+async def _target(api, req: Request, id: str) -> known.Facts:
+    """The container a lifecycle call names, checked against the caller.
+
+    A full ID the server already knows needs no inspect from the host (see
+    ``dockerapi.known``); the ownership check runs all the same, and when it
+    refuses, the inspect path answers, so the refusal reads exactly as before.
+    """
+    facts = known.containers.get(id)
+    if facts is not None:
+        try:
+            await api.policy.check(req, "container", facts.id)
+            return facts
+        except NotFound:
+            pass
+    data = await _inspect(api, req, id)
+    return known.Facts(data["Id"], _autoremove(data))
+
+
+async def _on_target(call: Awaitable[Any], container_id: str) -> Any:
+    """Await ``call``; a container gone behind the server's back is forgotten."""
+    try:
+        return await call
+    except NotFound:
+        known.containers.forget(container_id)
+        raise
 
 
 def _autoremove(data: dict) -> bool:
@@ -92,6 +121,8 @@ async def create(api, req: Request) -> Response:
     await api.policy.check_create(req, "container", spec)
     result = await api.backend.call("container_create", spec)
     await api.policy.record(req, "container", result["Id"], name or "")
+    known.containers.remember(known.Facts(
+        result["Id"], (spec.get("labels") or {}).get(AUTOREMOVE_LABEL) == "1"))
     return json_response(result, 201)
 
 
@@ -109,7 +140,7 @@ async def inspect(api, req: Request, id: str) -> Response:
 
 def _action(action: str):
     async def handler(api, req: Request, id: str) -> Response:
-        data = await _inspect(api, req, id)
+        target = await _target(api, req, id)
         kwargs: dict[str, Any] = {}
         if action in ("stop", "restart"):
             t = req.qint("t")
@@ -117,9 +148,10 @@ def _action(action: str):
                 kwargs["timeout"] = t
         if action == "kill":
             kwargs["signal"] = req.query.get("signal") or "SIGKILL"
-        await api.backend.call("container_action", action, data["Id"], **kwargs)
-        if action in ("start", "restart") and _autoremove(data) and data["Id"] not in _removers:
-            _removers[data["Id"]] = asyncio.ensure_future(autoremove(api, data["Id"]))
+        await _on_target(api.backend.call("container_action", action, target.id, **kwargs),
+                         target.id)
+        if action in ("start", "restart") and target.autoremove and target.id not in _removers:
+            _removers[target.id] = asyncio.ensure_future(autoremove(api, target.id))
         return empty(204)
 
     handler.__name__ = action
@@ -127,18 +159,21 @@ def _action(action: str):
 
 
 async def wait(api, req: Request, id: str) -> Response:
+    # Not ``_target``: the status line goes out before the engine's wait answers,
+    # so only an inspect can still say 404 for a container gone behind our back.
     data = await _inspect(api, req, id)
+    target = known.Facts(data["Id"], _autoremove(data))
     condition = req.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise BadRequest(f"invalid condition {condition!r}: not-running, next-exit or removed")
     # Headers go out at once (the docker CLI waits for them before `start`), the
     # body when the container has stopped.
-    call = asyncio.ensure_future(api.backend.call("container_wait", data["Id"], condition))
+    call = asyncio.ensure_future(api.backend.call("container_wait", target.id, condition))
 
     async def gen():
         try:
             code = await call
-            code = _exit_codes.get(data["Id"], code) if condition == "removed" else code
+            code = _exit_codes.get(target.id, code) if condition == "removed" else code
             body = {"StatusCode": code, "Error": None}
         except Exception as exc:  # the container vanished, or the host failed
             body = {"StatusCode": -1, "Error": {"Message": getattr(exc, "message", str(exc))}}
@@ -148,10 +183,11 @@ async def wait(api, req: Request, id: str) -> Response:
 
 
 async def remove(api, req: Request, id: str) -> Response:
-    data = await _inspect(api, req, id)
-    await api.backend.call("container_remove", data["Id"], force=req.qbool("force"),
-                           volumes=req.qbool("v"))
-    await api.policy.forget(req, "container", data["Id"])
+    target = await _target(api, req, id)
+    await _on_target(api.backend.call("container_remove", target.id, force=req.qbool("force"),
+                                      volumes=req.qbool("v")), target.id)
+    known.containers.forget(target.id)
+    await api.policy.forget(req, "container", target.id)
     return empty(204)
 
 

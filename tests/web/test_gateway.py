@@ -47,3 +47,47 @@ def test_stream_of_events_from_the_worker(web_worker, engine):
     finally:
         stream.close()
         engine.images.remove("gateway-stream-test:1")
+
+
+def test_calls_leave_no_reply_behind(web_worker):
+    from estiba import bus
+
+    for _ in range(5):
+        gateway.call("images.list")
+    assert not list(bus.client().scan_iter("estiba:reply:*"))
+
+
+def test_a_host_that_beats_but_does_not_answer_times_out(web_worker):
+    from estiba import bus
+
+    r = bus.client()
+    r.set(bus.heartbeat_key("ghost-host"), 1, ex=30)
+    try:
+        with pytest.raises(gateway.HostUnavailable, match=r"did not finish images\.list"):
+            gateway.call("images.list", host="ghost-host", timeout=0.5)
+    finally:
+        r.delete(bus.heartbeat_key("ghost-host"), "host.ghost-host")
+
+
+def test_json_both_ways_keeps_bytes_and_engine_types():
+    import enum
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from estiba import ops
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    value = {"b": b"\x00\xff", "t": (1, 2.5, None, True), "p": Path("/x"), "c": Colour.RED,
+             "d": datetime(2026, 1, 2, tzinfo=UTC), 3: [{"nested": b"n"}], "s": {"a"}}
+    data = ops.to_json(value)
+    assert data == {"b": {"__bytes__": "AP8="}, "t": [1, 2.5, None, True], "p": "/x",
+                    "c": "red", "d": "2026-01-02T00:00:00+00:00",
+                    "3": [{"nested": {"__bytes__": "bg=="}}], "s": ["a"]}
+    raw = json.dumps(data).encode()
+    assert ops.loads(raw) == ops.from_json(data)
+    assert ops.loads(raw)["b"] == b"\x00\xff" and ops.loads(raw)["3"][0]["nested"] == b"n"
+    plain = json.dumps({"ok": [{"Id": "x", "Labels": {"a": "b"}}]})
+    assert ops.loads(plain) == ops.loads(plain.encode()) == json.loads(plain)
