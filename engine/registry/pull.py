@@ -1,4 +1,4 @@
-"""Pull: manifest -> config -> layers (in parallel) -> one atomic store update.
+"""Pull: manifest -> config and layers (in parallel) -> one atomic store update.
 
 The order matters for "never half an image": blobs are downloaded into
 ``incoming/`` (resumable: a later pull continues a partial file with an HTTP
@@ -34,8 +34,9 @@ import hashlib
 import io
 import mmap
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from engine.errors import ImageNotFound, LayerRejected, RegistryError
 from engine.images import reference as refs
@@ -104,15 +105,11 @@ class Puller:
                 raise RegistryError(f"{self.where}: index entry {chosen.digest} is not an image "
                                     "manifest")
         manifest = mf.parse_image_manifest(doc, mt, self.where)
-        config_bytes = self._small_blob(manifest.config, mf.MAX_CONFIG, "config")
-        config = mf.parse_config(config_bytes, len(manifest.layers), self.where)
-        diff_ids = config["rootfs"]["diff_ids"]
-        chains = chain_ids(diff_ids)
         repo_digest = f"{ref.name}@{top_digest}"
         references = [ref.tagged] if ref.tag else []
-        with self.store.lease([manifest.config.digest] + [d.digest for d in manifest.layers],
-                              chains):
-            layers = self._layers(manifest, diff_ids, chains)
+        with self.store.lease([manifest.config.digest] + [d.digest for d in manifest.layers]
+                              ) as lease:
+            config_bytes, layers = self._layers(manifest, lease)
             image = self.store.add_image(config_bytes, layers, references=references,
                                          manifest_bytes=body, repo_digests=[repo_digest])
         self.progress({"status": f"Digest: {top_digest}"})
@@ -129,19 +126,32 @@ class Puller:
             raise RegistryError(f"{self.where}: {what} blob {d.digest} does not match its digest")
         return body
 
+    def _config(self, manifest: mf.ImageManifest, lease: dict
+                ) -> tuple[bytes, list[str], list[str]]:
+        """The config blob, its diff IDs and their chain IDs (added to the lease)."""
+        config_bytes = self._small_blob(manifest.config, mf.MAX_CONFIG, "config")
+        config = mf.parse_config(config_bytes, len(manifest.layers), self.where)
+        diff_ids = config["rootfs"]["diff_ids"]
+        chains = chain_ids(diff_ids)
+        self.store.add_to_lease(lease, chain=chains)
+        return config_bytes, diff_ids, chains
+
     # ------------------------------------------------------------------ layers
-    def _layers(self, manifest: mf.ImageManifest, diff_ids: list[str], chains: list[str]
-                ) -> list[Layer]:
+    def _layers(self, manifest: mf.ImageManifest, lease: dict) -> tuple[bytes, list[Layer]]:
+        """The config and every layer, fetched at once (as Docker does).
+
+        A layer whose blob is missing sends its request before the config has
+        arrived; what needs the diff IDs (the "Already exists" check, the unpack)
+        waits for it.
+        """
         for d in manifest.layers:
             self.progress({"status": "Pulling fs layer", "id": _short(d.digest),
                            "progressDetail": {}})
-        jobs = list(zip(manifest.layers, diff_ids, chains, strict=True))
-        if not jobs:
-            return []
-        workers = min(PARALLEL_DOWNLOADS, len(jobs))
+        workers = min(PARALLEL_DOWNLOADS, len(manifest.layers)) + 1
         with ThreadPoolExecutor(workers, thread_name_prefix="pull") as pool:
-            futures = [pool.submit(self._one_layer, d, diff, [None, *chains][i])
-                       for i, (d, diff, _chain) in enumerate(jobs)]
+            config = pool.submit(self._config, manifest, lease)
+            futures = [pool.submit(self._one_layer, i, d, config)
+                       for i, d in enumerate(manifest.layers)]
             errors = []
             results = []
             for f in futures:
@@ -149,28 +159,33 @@ class Puller:
                     results.append(f.result())
                 except BaseException as err:
                     errors.append(err)
+            if config.exception() is not None:
+                raise config.exception()
             if errors:
                 raise errors[0]
-        return results
+        return config.result()[0], results
 
-    def _one_layer(self, d: mf.Descriptor, diff_id: str, parent_chain: str | None) -> Layer:
+    def _one_layer(self, i: int, d: mf.Descriptor, config: Future) -> Layer:
         sid = _short(d.digest)
-        chain = diff_id if parent_chain is None else sha256_bytes(
-            f"{parent_chain} {diff_id}".encode())
-        if self.store.has_layer(chain) and self.store.blobs.has(d.digest):
-            self.progress({"status": "Already exists", "id": sid, "progressDetail": {}})
-            return self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
-        layer = None
-        if not self.store.blobs.has(d.digest):
-            with _BlobFetch(self, d, sid) as fetch:
+        with contextlib.ExitStack() as stack:
+            fetch = None
+            if not self.store.blobs.has(d.digest):
+                fetch = stack.enter_context(_BlobFetch(self, d, sid))
                 if fetch.needed:  # else another process fetched it while we waited for the flock
-                    self.progress({"status": "Extracting", "id": sid,
-                                   "progressDetail": {"current": 0, "total": d.size}})
-                    layer = self._stream_unpack(fetch, d, diff_id, parent_chain)
-        if layer is None:
+                    fetch.start()
+                else:
+                    fetch = None
+            _config, diff_ids, chains = config.result()
+            diff_id, parent_chain = diff_ids[i], chains[i - 1] if i else None
+            if fetch is None and self.store.has_layer(chains[i]):
+                self.progress({"status": "Already exists", "id": sid, "progressDetail": {}})
+                return self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
             self.progress({"status": "Extracting", "id": sid,
                            "progressDetail": {"current": 0, "total": d.size}})
-            layer = self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
+            if fetch is not None:
+                layer = self._stream_unpack(fetch, d, diff_id, parent_chain)
+            else:
+                layer = self.store.unpack_layer(d.digest, diff_id, parent_chain, d.media_type)
         self.progress({"status": "Pull complete", "id": sid, "progressDetail": {}})
         return layer
 
@@ -232,18 +247,26 @@ class _BlobFetch(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def start(self) -> None:
+        """Send the request now, if bytes are missing (its answer is read later)."""
+        if self.chunks is None and self.kept < self.d.size:
+            self._open()
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self.kept}-"} if self.kept else {}
+        self.response = self.p.session.request(
+            "GET", f"/v2/{self.p.ref.path}/blobs/{self.d.digest}", scope=self.p.scope,
+            what=f"layer {self.d.digest}", ok=(200, 206), stream=True, headers=headers)
+        if self.kept and self.response.status_code == 200:
+            self.skip = self.kept  # the server ignored Range: drop what we already have
+        elif self.kept:
+            self.p.progress({"status": "Resuming download", "id": self.sid,
+                             "progressDetail": {"current": self.kept, "total": self.d.size}})
+        self.chunks = self.response.iter_content(CHUNK)
+
     def _network(self) -> bytes:
         if self.chunks is None:
-            headers = {"Range": f"bytes={self.kept}-"} if self.kept else {}
-            self.response = self.p.session.request(
-                "GET", f"/v2/{self.p.ref.path}/blobs/{self.d.digest}", scope=self.p.scope,
-                what=f"layer {self.d.digest}", ok=(200, 206), stream=True, headers=headers)
-            if self.kept and self.response.status_code == 200:
-                self.skip = self.kept  # the server ignored Range: drop what we already have
-            elif self.kept:
-                self.p.progress({"status": "Resuming download", "id": self.sid,
-                                 "progressDetail": {"current": self.kept, "total": self.d.size}})
-            self.chunks = self.response.iter_content(CHUNK)
+            self._open()
         while True:
             chunk = next(self.chunks, b"")
             if not chunk or not self.skip:
@@ -359,11 +382,19 @@ class _PartialFile:
     """
 
     STAGE = CHUNK + ALIGN
+    #: Buffers of finished downloads, for the next ones: touching a fresh mapping's pages
+    #: costs a fault per 4 KiB, more than the copies into it.
+    _spare: list[mmap.mmap] = []
+    _spare_lock = threading.Lock()
 
     def __init__(self, fd: int, offset: int) -> None:
         self.fd = fd            # the ordinary descriptor: heads, tails, truncation
         self.offset = offset    # where the first staged byte goes in the file
-        self.stage = mmap.mmap(-1, self.STAGE)
+        with self._spare_lock:
+            stage = self._spare.pop() if self._spare else None
+        if stage is None:
+            stage = mmap.mmap(-1, self.STAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.stage = stage
         self.view = memoryview(self.stage)
         self.fill = 0
         try:  # the same open file again (not the path: it may be renamed), direct this time
@@ -417,7 +448,11 @@ class _PartialFile:
     def close(self) -> None:
         """Release the buffer and the direct descriptor (not the caller's ``fd``)."""
         self.view.release()
-        self.stage.close()
+        with self._spare_lock:
+            if len(self._spare) < PARALLEL_DOWNLOADS:
+                self._spare.append(self.stage)
+            else:
+                self.stage.close()
         if self.direct >= 0:
             os.close(self.direct)
             self.direct = -1
