@@ -252,6 +252,17 @@ class GatewayBackend:
         images = self._call("images.load", data, _timeout=600)
         return [name for i in images for name in (i.get("RepoTags") or [i.get("Id", "")])]
 
+    def op_image_import(self, src: str, reference: str | None, changes: list[str] | None = None,
+                        message: str = "") -> str:
+        try:
+            with open(src, "rb") as fh:
+                data = fh.read()
+        finally:
+            os.unlink(src)
+        image = self._call("images.import_rootfs", data, reference, comment=message,
+                           changes=changes or None, _timeout=600)
+        return image["Id"]
+
     # --- volumes --------------------------------------------------------------------------
     def _volumes(self, filters: dict | None = None) -> list:
         return self._call("volumes.list", filters=filters or None) if filters else \

@@ -12,6 +12,7 @@ cheap mapping of bytes to text. No Django here, the worker must not need it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import os
@@ -386,6 +387,18 @@ def image_load(engine, src: str) -> list[str]:
         except OSError:
             pass
     return [name for i in images for name in (i.repo_tags or [i.id])]
+
+
+@op
+def image_import(engine, src: str, reference: str | None, changes: list[str] | None = None,
+                 message: str = "") -> str:
+    try:
+        image = engine.images.import_rootfs(src, reference, comment=message,
+                                            changes=changes or None)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(src)
+    return image.id
 
 
 # --- volumes -----------------------------------------------------------------------------

@@ -56,8 +56,7 @@ def _auth(req: Request) -> dict | None:
 async def create(api, req: Request) -> Response:
     image = req.query.get("fromImage", "")
     if req.query.get("fromSrc"):
-        raise HTTPError(501, "importing a rootfs tarball through the API is not supported yet; "
-                        "use `docker load` for image archives")
+        return await _import(api, req)
     if not image:
         raise BadRequest("fromImage is required (the image to pull)")
     tag = req.query.get("tag", "")
@@ -69,6 +68,24 @@ async def create(api, req: Request) -> Response:
     await api.policy.check_create(req, "image", {"reference": reference})
     source = api.backend.stream("image_pull", reference, auth=_auth(req))
     return Response(200, stream=_jsonl(source))
+
+
+async def _import(api, req: Request) -> Response:
+    """``docker import``: a one-layer image from the rootfs tarball in the body."""
+    src = req.query["fromSrc"]
+    if src != "-":
+        raise HTTPError(501, f"importing from a URL ({src:.100}) is not supported (no internet "
+                        "here): send the tarball as the request body (fromSrc=-)")
+    repo, tag = req.query.get("repo", ""), req.query.get("tag", "")
+    if tag and not repo:
+        raise BadRequest("tag given without repo: name the image as repo and tag")
+    reference = f"{repo}:{tag}" if tag else repo
+    changes = [v for k, v in req.query_list if k == "changes" and v.strip()]
+    await api.policy.check_create(req, "image", {"reference": reference})
+    src = await _spool(req, "import")
+    image_id = await api.backend.call("image_import", src, reference or None, changes=changes,
+                                      message=req.query.get("message", ""))
+    return Response(200, json.dumps({"status": image_id}).encode() + b"\r\n")
 
 
 async def list_images(api, req: Request) -> Response:

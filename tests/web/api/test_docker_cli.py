@@ -7,12 +7,14 @@ made with the ``pty`` module, as a person at a terminal would use them.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
 import select
 import struct
 import subprocess
+import tarfile
 import termios
 import time
 
@@ -180,6 +182,44 @@ def test_push_pull_build(docker_cli, made, registry_server, tmp_path):
     assert "RUN" in history or "echo built" in history
     bad = docker_cli("pull", f"{registry_server.host}/estiba-cli/never:x", check=False)
     assert bad.returncode != 0 and "never" in bad.stderr
+
+
+def rootfs_tarball(path, hello: str) -> None:
+    """A minimal root: the host's static busybox as /bin/busybox and /bin/sh, and a file."""
+    with tarfile.open(path, "w") as tar:
+        tar.add("/bin/busybox", "bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(link)
+        data = hello.encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def test_import_a_rootfs_with_changes_and_run_it(docker_cli, made, tmp_path):
+    name = f"{made.uniq('i')}:imported"
+    rootfs_tarball(tmp_path / "root.tar", "imported hello\n")
+    out = docker_cli("import", "--change", 'CMD ["/bin/sh", "-c", "cat /hello.txt"]',
+                     "--change", "ENV GREETING=hola", "-m", "from a tarball",
+                     str(tmp_path / "root.tar"), name).stdout
+    assert out.strip().startswith("sha256:")
+    assert docker_cli("run", "--rm", name).stdout == "imported hello\n"
+    assert docker_cli("run", "--rm", name, "sh", "-c", "echo $GREETING").stdout == "hola\n"
+    history = docker_cli("history", "--no-trunc", name).stdout
+    assert "from a tarball" in history
+
+
+def test_import_refuses_a_url_and_a_hostile_tarball(docker_cli, made, tmp_path):
+    url = docker_cli("import", "http://example.invalid/root.tar", check=False)
+    assert url.returncode != 0 and "not supported" in url.stderr
+    with tarfile.open(tmp_path / "evil.tar", "w") as tar:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    evil = docker_cli("import", str(tmp_path / "evil.tar"), f"{made.uniq('i')}:evil",
+                      check=False)
+    assert evil.returncode != 0 and "escaped" in evil.stderr, evil.stderr
 
 
 def test_volume_and_network_commands(docker_cli, made):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 import time
@@ -82,6 +83,21 @@ def test_save_and_load(dclient, made):
     loaded = dclient.images.load(data)
     assert tag in [t for i in loaded for t in i.tags]
     assert dclient.images.get(tag).id == dclient.images.get("busybox").id
+
+
+def test_import_image_from_data(dclient, made):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add("/bin/busybox", "bin/busybox")
+    name = made.uniq("i")
+    made.images.append(f"{name}:v1")
+    answer = dclient.api.import_image_from_data(buf.getvalue(), repository=name, tag="v1",
+                                                changes=['ENTRYPOINT ["/bin/busybox"]'])
+    image_id = json.loads(answer.splitlines()[-1])["status"]
+    image = dclient.images.get(f"{name}:v1")
+    assert image.id == image_id and image.attrs["Config"]["Entrypoint"] == ["/bin/busybox"]
+    out = dclient.containers.run(f"{name}:v1", ["echo", "from", "import"], remove=True)
+    assert out == b"from import\n"
 
 
 def test_volumes(dclient, made):
