@@ -192,8 +192,9 @@ class GatewayBackend:
     def op_image_remove(self, ref: str, force: bool = False) -> list:
         return self._call("images.remove", ref, force=force, _timeout=300)
 
-    def op_image_prune(self, dangling_only: bool = True) -> dict:
-        return self._call("images.prune", dangling_only=dangling_only, _timeout=600)
+    def op_image_prune(self, dangling_only: bool = True, filters: dict | None = None) -> dict:
+        return self._call("images.prune", dangling_only=dangling_only, filters=filters,
+                          _timeout=600)
 
     def st_image_pull(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
         try:

@@ -264,8 +264,8 @@ def image_remove(engine, ref: str, force: bool = False) -> list[dict]:
 
 
 @op
-def image_prune(engine, dangling_only: bool = True) -> dict:
-    return engine.images.prune(dangling_only=dangling_only)
+def image_prune(engine, dangling_only: bool = True, filters: dict | None = None) -> dict:
+    return engine.images.prune(dangling_only=dangling_only, filters=filters)
 
 
 def credentials_dict(auth: dict) -> dict:

@@ -16,6 +16,7 @@ import uuid
 from dockerapi.http import BadRequest, HTTPError, Request, Response, json_response
 from dockerapi.ops import decode_registry_auth, spool_dir
 from dockerapi.routes.containers import _file_stream
+from dockerapi.routes.prune import split_until
 from dockerapi.translate import parse_filters
 
 NAME = r"(?P<name>.+)"
@@ -134,8 +135,19 @@ async def prune(api, req: Request) -> Response:
     if not req.is_admin:
         raise HTTPError(403, "only an administrator may prune images")
     filters = parse_filters(req.query.get("filters"))
+    unknown = sorted(set(filters) - {"dangling", "label", "until"})
+    if unknown:
+        raise BadRequest(f"invalid filter {unknown[0]!r} for an image prune: use dangling, "
+                         "label or until")
     dangling = (filters.get("dangling") or ["true"])[0].lower() not in ("false", "0")
-    result = await api.backend.call("image_prune", dangling_only=dangling)
+    rest, until = split_until(filters)
+    wanted: dict[str, list[str]] = {}
+    if rest.get("label"):
+        wanted["label"] = rest["label"]
+    if until is not None:
+        wanted["until"] = [repr(until)]  # a timestamp: the engine needs no duration syntax
+    result = await api.backend.call("image_prune", dangling_only=dangling,
+                                    filters=wanted or None)
     return json_response(result)
 
 

@@ -907,9 +907,11 @@ class ImageStore:
         """Remove dangling images (or every image no container uses); Docker's answer shape."""
         deleted: list[dict] = []
         reclaimed = 0
-        state = self._load()
         f = _normalize_filters(filters)
-        for image_id in list(state["images"]):
+        for image_id in list(self._load()["images"]):
+            state = self._load()  # a removal may have taken untagged parents with it
+            if image_id not in state["images"]:
+                continue
             img = self._image(state, image_id)
             if dangling_only and img.repo_tags:
                 continue

@@ -17,6 +17,7 @@ import subprocess
 import tarfile
 import termios
 import time
+import uuid
 
 import pytest
 
@@ -220,6 +221,30 @@ def test_import_refuses_a_url_and_a_hostile_tarball(docker_cli, made, tmp_path):
     evil = docker_cli("import", str(tmp_path / "evil.tar"), f"{made.uniq('i')}:evil",
                       check=False)
     assert evil.returncode != 0 and "escaped" in evil.stderr, evil.stderr
+
+
+def test_image_prune_by_label_and_until(docker_cli, made, tmp_path):
+    mark = uuid.uuid4().hex[:8]
+    doomed, kept = f"{made.uniq('i')}:doomed", f"{made.uniq('i')}:kept"
+    for name, purpose in ((doomed, "doomed"), (kept, "kept")):
+        (tmp_path / "Dockerfile").write_text(
+            f"FROM busybox\nLABEL run={mark} purpose={purpose}\nRUN echo {purpose} > /p\n")
+        docker_cli("build", "-q", "-t", name, str(tmp_path))
+    out = docker_cli("image", "prune", "-a", "-f", "--filter", "label=purpose=doomed",
+                     "--filter", f"label=run={mark}").stdout
+    assert "deleted" in out.lower() or doomed in out, out
+    images = docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert doomed not in images and kept in images and "busybox:latest" in images
+    # until: only images created before the cut-off; kept was made just now
+    docker_cli("image", "prune", "-a", "-f", "--filter", "until=1h",
+               "--filter", f"label=run={mark}")
+    assert kept in docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    docker_cli("image", "prune", "-a", "-f", "--filter", f"until={int(time.time()) + 60}",
+               "--filter", f"label=run={mark}")
+    assert kept not in docker_cli("images", "--format",
+                                  "{{.Repository}}:{{.Tag}}").stdout.split()
+    bad = docker_cli("image", "prune", "-f", "--filter", "colour=red", check=False)
+    assert bad.returncode != 0 and "colour" in bad.stderr
 
 
 def test_volume_and_network_commands(docker_cli, made):
