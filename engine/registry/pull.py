@@ -38,6 +38,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import requests
+import urllib3
+
 from engine.errors import ImageNotFound, LayerRejected, RegistryError
 from engine.images import reference as refs
 from engine.images.blobs import sha256_bytes
@@ -262,13 +265,24 @@ class _BlobFetch(io.RawIOBase):
         elif self.kept:
             self.p.progress({"status": "Resuming download", "id": self.sid,
                              "progressDetail": {"current": self.kept, "total": self.d.size}})
-        self.chunks = self.response.iter_content(CHUNK)
+        encoding = self.response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            # Straight from http.client: one read, no copy into requests' and urllib3's buffers.
+            raw = self.response.raw
+            self.chunks = iter(lambda: raw.read(CHUNK, decode_content=False), b"")
+        else:  # a proxy compressed the blob again for the wire: let requests undo that
+            self.chunks = self.response.iter_content(CHUNK)
 
     def _network(self) -> bytes:
         if self.chunks is None:
             self._open()
         while True:
-            chunk = next(self.chunks, b"")
+            try:
+                chunk = next(self.chunks, b"")
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+                raise RegistryError(f"{self.p.where}: layer {self.d.digest}: connection lost "
+                                    f"after {self.pos} of {self.d.size} bytes "
+                                    f"({type(err).__name__}; the next pull resumes)") from None
             if not chunk or not self.skip:
                 return chunk
             drop = min(self.skip, len(chunk))
