@@ -24,13 +24,6 @@ descriptor of the layer root, with three rules:
    semantics, hardlinks only to entries already inside this layer, device
    nodes skipped (counted in the result). A FIFO is harmless and kept.
 
-File data goes through the page cache, except in files of 64 KiB or more:
-those are written with ``O_DIRECT`` (:class:`_DirectWriter`). A layer is not
-read back soon, and on a VM filling fresh page-cache pages is the most costly
-part of an unpack (the host faults each page in): writing around the cache
-halved the kernel time of a pull here. Small files stay cached: a synchronous
-write each would cost more than it saves.
-
 OCI whiteouts become what overlayfs expects in a lower dir: ``.wh.name`` is a
 0/0 character device ``name``, ``.wh..wh..opq`` sets ``trusted.overlay.opaque=y``
 on its directory. The caller unpacks into a fresh temporary directory and
@@ -41,12 +34,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
-import mmap
 import os
 import shutil
 import stat
-import threading
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -78,10 +68,6 @@ _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Files at least this big skip the page cache (:class:`_DirectWriter`).
-DIRECT_MIN = 64 * 1024
-DIRECT_ALIGN = 4096
-DIRECT_STAGE = 1 << 20
 
 
 class _OpenHow(ctypes.Structure):
@@ -165,7 +151,6 @@ class _Applier:
         self.setgid_dirs: set[tuple[str, ...]] = set()
         self.umask = _process_umask()
         self.root_ids = os.geteuid() == 0 and os.getegid() == 0
-        self.direct = True  # until the filesystem refuses O_DIRECT
 
     # -- directories -------------------------------------------------------------------------
     def close(self) -> None:
@@ -318,10 +303,7 @@ class _Applier:
         fd = os.open(base, _FILE_FLAGS, (mode & 0o777) if plain else 0o600, dir_fd=pfd)
         try:
             size = m.size
-            if size >= DIRECT_MIN and self.direct and self._direct_on(fd):
-                _direct.write(tar, fd, size)
-                self.result.size += size
-            elif size:
+            if size:
                 remaining = size
                 write, read_data = os.write, tar.read_data
                 while remaining > 0:
@@ -348,10 +330,6 @@ class _Applier:
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
             os.close(fd)
-
-    def _direct_on(self, fd: int) -> bool:
-        self.direct = _direct.on(fd)  # a refusal holds for the rest of this layer
-        return self.direct
 
     def _hardlink(self, m: Member, pfd: int, base: str) -> None:
         try:
@@ -423,93 +401,6 @@ class _Applier:
             if self.retired:
                 self._reap()
         self.close()
-
-
-class _DirectWriter:
-    """Writes a big file's data with ``O_DIRECT`` (see the module docstring).
-
-    ``O_DIRECT`` wants aligned memory, offsets and lengths: the data is copied
-    into a page-aligned buffer (reused: a fresh one faults in its pages) and
-    written a block multiple at a time; the last, partial block goes through
-    the page cache. The flag is set and cleared with ``F_SETFL`` on the
-    descriptor already opened (O_NOFOLLOW, in its checked parent).
-    """
-
-    def __init__(self) -> None:
-        self._spare: list[mmap.mmap] = []
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def on(fd: int) -> bool:
-        """Switch ``fd`` to O_DIRECT; False if its filesystem refuses (tmpfs before 6.6)."""
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_DIRECT)
-            return True
-        except OSError as err:
-            if err.errno != errno.EINVAL:
-                raise
-            return False
-
-    def write(self, tar: TarReader, fd: int, size: int) -> None:
-        """Copy the current member's ``size`` bytes of data to ``fd``."""
-        with self._lock:
-            stage = self._spare.pop() if self._spare else None
-        if stage is None:
-            stage = mmap.mmap(-1, DIRECT_STAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        view = memoryview(stage)
-        direct = True
-        try:
-            remaining, fill = size, 0
-            while remaining:
-                piece = tar.read_data(min(remaining, DIRECT_STAGE - fill))
-                if not piece:
-                    raise _Refuse("tar stream ends inside this file (truncated layer)")
-                view[fill:fill + len(piece)] = piece
-                fill += len(piece)
-                remaining -= len(piece)
-                if fill == DIRECT_STAGE or not remaining:
-                    whole = fill - fill % DIRECT_ALIGN if direct else 0
-                    if whole:
-                        direct = self._write_blocks(fd, view[:whole])
-                    if whole < fill and (remaining == 0 or not direct):
-                        if direct:  # the tail: through the page cache
-                            fcntl.fcntl(fd, fcntl.F_SETFL, 0)
-                            direct = False
-                        _write_all(fd, view[whole:fill])
-                    fill = 0
-        finally:
-            view.release()
-            with self._lock:
-                if len(self._spare) < 8:
-                    self._spare.append(stage)
-                else:
-                    stage.close()
-
-    @staticmethod
-    def _write_blocks(fd: int, view: memoryview) -> bool:
-        """Write whole blocks directly; False if O_DIRECT was given up on the way."""
-        done = 0
-        while done < len(view):
-            try:
-                n = os.write(fd, view[done:])
-            except OSError as err:
-                if err.errno != errno.EINVAL:
-                    raise
-                n = 0
-            if n % DIRECT_ALIGN or not n:  # refused, or a short write: plain from here on
-                fcntl.fcntl(fd, fcntl.F_SETFL, 0)
-                _write_all(fd, view[done + n:])
-                return False
-            done += n
-        return True
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view):]
-
-
-_direct = _DirectWriter()
 
 
 class _Refuse(Exception):

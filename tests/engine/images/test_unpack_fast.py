@@ -221,31 +221,3 @@ def test_plain_tarfile_stream_with_long_names(dest: Path) -> None:
         tar.addfile(info, io.BytesIO(b"abc"))
     unpack(buf.getvalue(), dest)
     assert (dest / long_dir / ("f" * 150)).read_bytes() == b"abc"
-
-
-@pytest.mark.parametrize("refuse", [False, True])
-def test_big_files_around_the_page_cache(dest: Path, monkeypatch, refuse: bool) -> None:
-    """Files of 64 KiB and more are written with O_DIRECT (aligned blocks, then the tail
-    through the cache): every size at the edges comes out exact, and so it does where the
-    filesystem refuses O_DIRECT (the plain path, for the rest of the layer)."""
-    import engine.images.unpack as unpack_mod
-
-    real, asked = unpack_mod.fcntl.fcntl, []
-
-    def fcntl(fd, cmd, arg=0):
-        if cmd == unpack_mod.fcntl.F_SETFL and arg & os.O_DIRECT:
-            asked.append(fd)
-            if refuse:
-                raise OSError(22, "Invalid argument")
-        return real(fd, cmd, arg)
-
-    monkeypatch.setattr(unpack_mod.fcntl, "fcntl", fcntl)
-    sizes = [65_535, 65_536, 65_537, 4096 * 300 + 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 4095,
-             (3 << 20) + 17]
-    files = {f"f{i}": os.urandom(size) for i, size in enumerate(sizes)}
-    tar = make_tar([entry(name, data=data) for name, data in files.items()])
-    result = unpack(tar, dest)
-    assert result.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
-    for name, data in files.items():
-        assert (dest / name).read_bytes() == data
-    assert len(asked) == (1 if refuse else len(sizes) - 1)  # 65_535 is below the threshold
