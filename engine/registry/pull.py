@@ -16,8 +16,8 @@ Python work (tar headers, one call per file) is small beside them.
 
 The compressed blob is written to its partial file with ``O_DIRECT`` where the
 filesystem allows it (:class:`_PartialFile`): it is not read again soon, and
-on a VM filling fresh page-cache pages costs more CPU than the whole unpack of
-a layer, while a direct write is DMA the thread just waits for. It also makes
+on a VM filling fresh page-cache pages costs more CPU than decompressing the
+same bytes, while a direct write is DMA the thread just waits for. It also makes
 the blob's bytes durable as they arrive, so the check before the rename is a
 cheap ``fdatasync`` rather than an ``fsync`` flushing megabytes. (kill -9 needs
 no flush at all: a blob is renamed into place only after its digest checked
