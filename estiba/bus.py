@@ -63,5 +63,10 @@ def heartbeat_key(host: str) -> str:
     return f"estiba:host:{host}:alive"
 
 
+def ready_key(host: str) -> str:
+    """Set once the host's worker has projected its engine (its first reconcile)."""
+    return f"estiba:host:{host}:ready"
+
+
 def events_offset_key(host: str) -> str:
     return f"estiba:host:{host}:events-offset"

@@ -165,8 +165,19 @@ def reconcile_loop() -> None:
                 step(engine, host())
             except Exception as exc:
                 log.debug("reconcile %s: %s", name, exc)
+        if tick == 0:  # the dashboard now shows what the engine has (make run waits for it)
+            _say_ready()
         tick += 1
         _stop.wait(max(0.1, interval - (time.monotonic() - started)))
+
+
+def _say_ready() -> None:
+    from estiba import bus
+
+    try:
+        bus.client().set(bus.ready_key(host()), "1")
+    except Exception as exc:
+        log.warning("could not say the worker is ready: %s", exc)
 
 
 class NotifyLoop:
@@ -230,6 +241,6 @@ def stop_background() -> None:
     if _heartbeat_thread is not None:  # a beat under way must not outlive the key's removal
         _heartbeat_thread.join(timeout=5)
     try:
-        bus.client().delete(bus.heartbeat_key(host()))
+        bus.client().delete(bus.heartbeat_key(host()), bus.ready_key(host()))
     except Exception:
         pass

@@ -104,9 +104,12 @@ $PY manage.py migrate --noinput -v 0
 $PY manage.py estiba_bootstrap
 
 # 4. The worker for this host (root; a thread pool so long streams never starve short tasks)
+ready_key="estiba:host:$ESTIBA_HOSTNAME:ready"  # set after its first reconcile (estiba/worker.py)
+redis-cli -p "$ESTIBA_REDIS_PORT" del "$ready_key" >/dev/null
 .venv/bin/celery -A estiba worker -P threads -c 64 -Q "host.$ESTIBA_HOSTNAME" \
     -n "estiba@$ESTIBA_HOSTNAME" --loglevel WARNING >"$ESTIBA_STATE/log/worker.log" 2>&1 &
 pids+=($!)
+worker_pid=$!
 
 # 5. The web server
 .venv/bin/daphne -b "${ESTIBA_HTTP%:*}" -p "${ESTIBA_HTTP#*:}" estiba.asgi:application \
@@ -121,6 +124,17 @@ for hook in scripts/run.d/*.sh; do
     [ -f "$hook" ] || continue
     # shellcheck source=/dev/null
     source "$hook"
+done
+
+# 7. Announce the dashboard once the worker has projected the engine into it.
+for _ in $(seq 1200); do
+    if ! kill -0 "$worker_pid" 2>/dev/null; then
+        echo "estiba: the worker exited at start; see $ESTIBA_STATE/log/worker.log" >&2
+        tail -n 20 "$ESTIBA_STATE/log/worker.log" >&2 || true
+        exit 1
+    fi
+    [ "$(redis-cli -p "$ESTIBA_REDIS_PORT" exists "$ready_key")" = 1 ] && break
+    sleep 0.1
 done
 
 echo "estiba: dashboard at http://$ESTIBA_HTTP  (logs in $ESTIBA_STATE/log; Ctrl-C stops everything)"

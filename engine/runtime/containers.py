@@ -1068,8 +1068,8 @@ class ContainerManager:
            ``always`` starts any container that has run before, even one stopped
            by hand; ``unless-stopped`` only one not stopped by hand; ``on-failure``
            one that failed (non-zero code, not stopped by hand) within its retries.
-        5. The launcher that forks supervisors is started now, so that the first
-           ``docker run`` does not wait for its interpreter.
+        5. The launcher that forks supervisors is started now, in the background,
+           so that the first ``docker run`` does not wait for its interpreter.
         """
         for entry in list(self.dir.glob(".rm-*")):
             shutil.rmtree(entry, ignore_errors=True)
@@ -1105,7 +1105,7 @@ class ContainerManager:
             if cdir.config_file.exists() and self._restart_on_engine_start(cdir):
                 with contextlib.suppress(EngineError):
                     self.start(cid)
-        LAUNCHER.warm()
+        threading.Thread(target=LAUNCHER.warm, name="estiba-launcher-warm", daemon=True).start()
 
     @staticmethod
     def _restart_on_engine_start(cdir: ContainerDir) -> bool:
