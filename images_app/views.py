@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from containers_app.models import Container
 from engine import errors
 from estiba import bus, gateway, permissions
+from estiba.projection import drop, upsert_image
 from estiba.web import engine_errors
 from images_app import registries as registry_logins
 from images_app.models import Image
@@ -64,8 +65,19 @@ def tag(request: HttpRequest, ref: str) -> HttpResponse:
                        % {"tag": new})
         return redirect("images:detail", ref=row.engine_id)
     gateway.call("images.tag", row.engine_id, new)
+    _project_now(row)
     messages.success(request, _("Tagged %(tag)s.") % {"tag": new})
     return redirect("images:detail", ref=row.engine_id)
+
+
+def _project_now(row: Image) -> None:
+    """Read your own write: the image's row now, not when the worker's event arrives."""
+    try:
+        data = gateway.call("images.resolve", row.engine_id, host=row.host)
+    except errors.ImageNotFound:
+        drop(Image, "image", row.host, row.engine_id)
+    else:
+        upsert_image(row.host, data, row)
 
 
 @require_POST
@@ -79,10 +91,12 @@ def remove(request: HttpRequest, ref: str) -> HttpResponse:
             messages.error(request, _("%(tag)s is not a tag of this image.") % {"tag": tag})
             return redirect("images:detail", ref=row.engine_id)
         gateway.call("images.remove", tag)
+        _project_now(row)
         messages.success(request, _("Untagged %(tag)s.") % {"tag": tag})
         return redirect("images:detail", ref=row.engine_id) if len(row.tags) > 1 \
             else redirect("images:list")
     gateway.call("images.remove", row.engine_id, force=bool(request.POST.get("force")))
+    _project_now(row)
     messages.success(request, _("Image %(name)s removed.") % {"name": row})
     return redirect("images:list")
 

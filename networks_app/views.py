@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from containers_app.models import Container
 from estiba import gateway, permissions
-from estiba.projection import upsert_network
+from estiba.projection import drop, upsert_network
 from estiba.web import engine_errors
 from networks_app.models import Network
 
@@ -75,5 +75,6 @@ def remove(request: HttpRequest, ref: str) -> HttpResponse:
     row = permissions.get_visible(request.user, "network", ref)
     permissions.check_act(request.user, row, _("remove"))
     gateway.call("networks.remove", row.engine_id)
+    drop(Network, "network", row.host, row.engine_id)  # the list shows it gone at once
     messages.success(request, _("Network %(name)s removed.") % {"name": row})
     return redirect("networks:list")

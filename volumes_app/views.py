@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from containers_app.models import Container
 from estiba import gateway, permissions
-from estiba.projection import upsert_volume
+from estiba.projection import drop, upsert_volume
 from estiba.web import engine_errors
 from volumes_app.models import Volume
 
@@ -66,5 +66,6 @@ def remove(request: HttpRequest, ref: str) -> HttpResponse:
     row = permissions.get_visible(request.user, "volume", ref)
     permissions.check_act(request.user, row, _("remove"))
     gateway.call("volumes.remove", row.engine_id)
+    drop(Volume, "volume", row.host, row.engine_id)  # the list shows it gone at once
     messages.success(request, _("Volume %(name)s removed.") % {"name": row})
     return redirect("volumes:list")

@@ -52,9 +52,11 @@ def test_stream_of_events_from_the_worker(web_worker, engine):
 def test_calls_leave_no_reply_behind(web_worker):
     from estiba import bus
 
+    # an answer to a call that gave up earlier in the session may still wait out its TTL
+    before = set(bus.client().scan_iter("estiba:reply:*"))
     for _ in range(5):
         gateway.call("images.list")
-    assert not list(bus.client().scan_iter("estiba:reply:*"))
+    assert set(bus.client().scan_iter("estiba:reply:*")) <= before
 
 
 def test_a_host_that_beats_but_does_not_answer_times_out(web_worker):
