@@ -90,10 +90,11 @@ def remove(request: HttpRequest, ref: str) -> HttpResponse:
         if tag not in row.tags:
             messages.error(request, _("%(tag)s is not a tag of this image.") % {"tag": tag})
             return redirect("images:detail", ref=row.engine_id)
+        others_remain = len(row.tags) > 1
         gateway.call("images.remove", tag)
         _project_now(row)
         messages.success(request, _("Untagged %(tag)s.") % {"tag": tag})
-        return redirect("images:detail", ref=row.engine_id) if len(row.tags) > 1 \
+        return redirect("images:detail", ref=row.engine_id) if others_remain \
             else redirect("images:list")
     gateway.call("images.remove", row.engine_id, force=bool(request.POST.get("force")))
     _project_now(row)
