@@ -9,6 +9,8 @@ from dockerapi import hijack
 from dockerapi.backend import blocking_reader
 from dockerapi.http import BadRequest, Request, Response, empty, json_response
 from dockerapi.routes.containers import _inspect
+from dockerapi.translate import frame
+from engine.errors import EngineError
 
 EID = r"(?P<exec_id>[^/]+)"
 
@@ -55,20 +57,37 @@ async def start(api, req: Request, exec_id: str) -> Response | None:
     info = await _exec_inspect(api, req, exec_id)
     body = await req.json({}) or {}
     tty = bool(body.get("Tty", info.get("ProcessConfig", {}).get("tty", False)))
+    if not body.get("Detach"):
+        return await _start_attached(api, req, exec_id, info, tty)
     session = await api.backend.exec_session(exec_id)
-    if body.get("Detach"):
-        # Nobody reads: drain the output in the background until the process ends.
-        def drain() -> None:
-            for _ in blocking_reader(session):
-                pass
-            with contextlib.suppress(Exception):
-                session.close()
 
-        asyncio.get_running_loop().run_in_executor(None, drain)
-        return empty(200)
+    # Detached: nobody reads; drain the output in the background until the process ends.
+    def drain() -> None:
+        for _ in blocking_reader(session):
+            pass
+        with contextlib.suppress(Exception):
+            session.close()
+
+    asyncio.get_running_loop().run_in_executor(None, drain)
+    return empty(200)
+
+
+async def _start_attached(api, req: Request, exec_id: str, info: dict, tty: bool) -> None:
+    """Answer first, then start the process: its output can never ride in the packet of
+    the answer's headers, which a client (docker-py) reads through a buffer and
+    would lose when it then reads the raw socket."""
     reader, writer = await req.hijack(
         "application/vnd.docker.raw-stream" if tty else
         "application/vnd.docker.multiplexed-stream")
+    try:
+        session = await api.backend.exec_session(exec_id)
+    except EngineError as exc:  # the container stopped since the exec was made
+        message = f"Error: {exc.message}\n".encode()
+        writer.write(message if tty else frame("stderr", message))
+        with contextlib.suppress(Exception):
+            await writer.drain()
+            writer.close()
+        return None
     await hijack.bridge("exec:" + exec_id, session, reader, writer, tty=tty,
                         stdin=bool(info.get("OpenStdin", True)))
     return None
