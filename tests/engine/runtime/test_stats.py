@@ -66,7 +66,8 @@ def test_stats_memory_against_limit_and_pids(container):
     after = cgroups.stats(container.engine.containers.get(container.id), previous=before)
     assert after["preread"] == before["read"]
     assert after["precpu_stats"] == before["cpu_stats"]
-    assert after["memory_stats"]["usage"] >= before["memory_stats"]["usage"] + 20 * 2**20
+    # (not before + 20 MiB: pages charged at start may be reclaimed meanwhile)
+    assert after["memory_stats"]["usage"] >= 20 * 2**20
     assert after["memory_stats"]["stats"]["shmem"] >= 20 * 2**20
     assert after["pids_stats"]["current"] == 3
     cpu = after["cpu_stats"]
