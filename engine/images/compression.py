@@ -6,6 +6,9 @@ every layer ``tar.gzip``), so the bytes decide: gzip starts ``1f 8b``, zstd
 ``28 b5 2f fd``, anything else is read as a tar stream. Readers here are
 streams, so a 1 GB layer never sits in memory, and :class:`HashingReader`
 computes the uncompressed digest (the layer's *diff ID*) on the way through.
+gzip is inflated by ISA-L (the ``isal`` package) where it is installed: the same
+deflate format, about three times zlib's speed, and inflating is most of the CPU
+a pull spends; zlib takes over on a host without it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ import zlib
 from typing import IO
 
 import zstandard
+
+try:  # ISA-L's inflate: about 3x zlib's speed on this machine class, same stream format
+    from isal import isal_zlib as _inflate
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
+except ImportError:  # pragma: no cover - a host without the wheel falls back to zlib
+    _inflate = zlib  # type: ignore[assignment]
+    _INFLATE_ERRORS = (zlib.error,)
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -85,7 +95,7 @@ class _GzipStream:
             return False
         self.first = False
         if self.check_crc:
-            self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self.d = _inflate.decompressobj(16 + zlib.MAX_WBITS)
         else:
             while not (size := _gzip_header_len(rest)):
                 if len(rest) > MAX_GZIP_HEADER:
@@ -95,7 +105,7 @@ class _GzipStream:
                     raise EOFError("compressed layer is truncated (inside a gzip header)")
                 rest += more
             rest = rest[size:]
-            self.d = zlib.decompressobj(-zlib.MAX_WBITS)
+            self.d = _inflate.decompressobj(-zlib.MAX_WBITS)
         self.rest, self.out = rest, 0
         return True
 
@@ -140,7 +150,10 @@ class _GzipStream:
                 if not data:
                     raise EOFError("compressed layer is truncated (gzip stream ends early)")
             # max_length bounds memory: a "gzip bomb" is decompressed a chunk at a time.
-            piece = self.d.decompress(data, n - have)
+            try:
+                piece = self.d.decompress(data, n - have)
+            except _INFLATE_ERRORS as exc:  # one error class for callers, whichever inflates
+                raise zlib.error(str(exc)) from None
             if piece:
                 parts.append(piece)
                 have += len(piece)
