@@ -139,8 +139,12 @@ def _process_umask() -> int:
 class _Applier:
     """Applies members to the directory open as ``root_fd``."""
 
-    def __init__(self, root_fd: int) -> None:
+    def __init__(self, root_fd: int, *, fresh: bool = True, whiteouts: bool = True) -> None:
         self.root_fd = root_fd
+        #: False when the directory may hold files already (``docker cp`` into a container)
+        self.fresh = fresh
+        #: False where ``.wh.`` names are plain names (a copy is not a layer)
+        self.whiteouts = whiteouts
         self.cache: dict[tuple[str, ...], int] = {}
         self.retired: list[int] = []  # dropped from the cache, closed once the entry is done
         self.dir_times: list[tuple[tuple[str, ...], float]] = []
@@ -223,7 +227,8 @@ class _Applier:
         """Remove what is at ``parts`` (never following). True if a directory was kept."""
         if parts not in self.seen:
             self.seen.add(parts)
-            return False
+            if self.fresh:
+                return False
         base = parts[-1]
         try:
             st = os.lstat(base, dir_fd=pfd)
@@ -258,7 +263,7 @@ class _Applier:
                 return
         parts = tuple(parts_list)
         parent, base = parts[:-1], parts[-1]
-        if base.startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and base.startswith(WHITEOUT_PREFIX):
             self._whiteout(parent, base)
             return
         pfd = self.cache.get(parent) if parent else self.root_fd
@@ -266,7 +271,7 @@ class _Applier:
             pfd = self.dir_fd(parent)
         typ = m.type
         if typ in REG_TYPES:
-            if parts in self.seen:
+            if parts in self.seen or not self.fresh:
                 self._clear(pfd, parts)
             else:
                 self.seen.add(parts)
@@ -407,14 +412,16 @@ class _Refuse(Exception):
     """Internal: this entry is refused (turned into LayerRejected with the entry's name)."""
 
 
-def unpack_stream(tar_stream: IO[bytes], dest: str | os.PathLike, what: str = "layer"
-                  ) -> UnpackResult:
+def unpack_stream(tar_stream: IO[bytes], dest: str | os.PathLike, what: str = "layer", *,
+                  fresh: bool = True, whiteouts: bool = True) -> UnpackResult:
     """Apply an uncompressed tar stream to the existing empty directory ``dest``.
 
-    Raises LayerRejected naming the entry; the caller discards ``dest``.
+    Raises LayerRejected naming the entry; the caller discards ``dest``. With
+    ``fresh=False`` ``dest`` may hold files, which entries replace; with
+    ``whiteouts=False`` ``.wh.`` names are extracted as they are.
     """
     root_fd = os.open(dest, _DIR_FLAGS)
-    applier = _Applier(root_fd)
+    applier = _Applier(root_fd, fresh=fresh, whiteouts=whiteouts)
     reader = TarReader(tar_stream)
     member_name = "<header>"
     try:

@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import fcntl
 import functools
+import io
 import os
 import random
 import re
@@ -42,13 +43,14 @@ from engine.errors import (
     CommandNotFound,
     Conflict,
     EngineError,
+    Forbidden,
     InvalidArgument,
     NotFound,
     NotModified,
     RuntimeFailure,
 )
+from engine.runtime import archive, shim
 from engine.runtime import rootfs as rootfs_mod
-from engine.runtime import shim
 from engine.runtime.launcher import LAUNCHER
 from engine.runtime.logs import LogEntry, read_logs
 from engine.runtime.oci import OCIRuntime, select_runtime
@@ -1208,9 +1210,9 @@ class ContainerManager:
 
     # -- export, commit -----------------------------------------------------------------
 
-    def export(self, id_or_name: str, dest: str | Path | BinaryIO) -> None:
-        """The container's merged root filesystem as a tar stream (``docker export``)."""
-        c = self.get(id_or_name)
+    @contextlib.contextmanager
+    def _merged_root(self, c: Container) -> Iterator[Path]:
+        """The container's merged root, mounted for the duration when it is stopped."""
         cdir = self._cdir(c.id)
         mounted_here = False
         if not rootfs_mod.is_mounted(cdir.rootfs):
@@ -1218,14 +1220,47 @@ class ContainerManager:
                                      cdir.work, cdir.rootfs)
             mounted_here = True
         try:
+            yield cdir.rootfs
+        finally:
+            if mounted_here and self.get(c.id).state.status not in ("running", "paused",
+                                                                    "restarting"):
+                rootfs_mod.unmount(cdir.rootfs)
+
+    def export(self, id_or_name: str, dest: str | Path | BinaryIO) -> None:
+        """The container's merged root filesystem as a tar stream (``docker export``)."""
+        c = self.get(id_or_name)
+        with self._merged_root(c) as root:
             kw: dict[str, Any] = ({"name": dest, "mode": "w"} if isinstance(dest, (str, Path))
                                   else {"fileobj": dest, "mode": "w|"})
             with tarfile.open(**kw) as tar:
-                for entry in sorted(os.listdir(cdir.rootfs)):
-                    tar.add(cdir.rootfs / entry, arcname=entry, recursive=True)
-        finally:
-            if mounted_here and c.state.status not in ("running", "paused", "restarting"):
-                rootfs_mod.unmount(cdir.rootfs)
+                for entry in sorted(os.listdir(root)):
+                    tar.add(root / entry, arcname=entry, recursive=True)
+
+    # -- docker cp ------------------------------------------------------------------------
+
+    def archive_stat(self, id_or_name: str, path: str) -> dict:
+        """Docker's PathStat of the container's ``path`` (``HEAD .../archive``)."""
+        c = self.get(id_or_name)
+        with self._merged_root(c) as root:
+            return archive.path_stat(root, path)
+
+    def archive_get(self, id_or_name: str, path: str, dest: str | Path | BinaryIO) -> dict:
+        """A tar of the container's ``path`` written to ``dest``; returns its PathStat."""
+        c = self.get(id_or_name)
+        with self._merged_root(c) as root:
+            info = archive.path_stat(root, path)
+            archive.read_archive(root, path, dest)
+            return info
+
+    def archive_put(self, id_or_name: str, path: str, src: BinaryIO | bytes) -> int:
+        """Extract a tar into the container's directory ``path`` (``docker cp`` in)."""
+        c = self.get(id_or_name)
+        if c.spec.read_only:
+            raise Forbidden(f"container {c.name}'s root filesystem is read-only")
+        if isinstance(src, (bytes, bytearray)):
+            src = io.BytesIO(src)
+        with self._op_lock(c.id), self._merged_root(c) as root:
+            return archive.write_archive(root, path, src)
 
     def commit(self, id_or_name: str, reference: str | None = None, comment: str = "",
                author: str = "", changes: list[str] | None = None,

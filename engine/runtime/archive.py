@@ -1,0 +1,107 @@
+"""``docker cp``: a container's files out of and into its root, as tar streams.
+
+Docker's archive endpoints move tar streams. Reading a path answers a tar of
+it — a file, or a directory with everything below it — whose entries are named
+from the path's last component, plus the path's stat (Docker sends it base64
+in the ``X-Docker-Container-Path-Stat`` header); writing extracts a tar into a
+directory of the container.
+
+Both sides work on the container's merged root (the overlay mount), so a
+write is a copy-up into the upper dir like any write from inside. The paths
+are the container's, and an image may have made any of them a symlink to the
+host's ``/``: the directory part is resolved with
+:func:`engine.runtime.rootfs.resolve_in_root` (links followed, never out of the
+root) and the last component is not followed, as Docker does. The tar being
+written in is hostile input: it is applied with the layer applier's rules (no
+``..``, no entry through a symlink, no device node), but with ``.wh.`` names
+taken literally — a copy is not a layer.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from engine.errors import InvalidArgument, NotFound
+from engine.runtime.rootfs import resolve_in_root
+
+# Go's os.FileMode type bits, which Docker's PathStat carries (the docker CLI tests them)
+_GO_MODE_BITS = (
+    (stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISBLK, 1 << 26),
+    (stat.S_ISCHR, (1 << 26) | (1 << 21)), (stat.S_ISFIFO, 1 << 25), (stat.S_ISSOCK, 1 << 24),
+)
+
+
+def locate(root: Path, path: str) -> Path:
+    """The host path of the container's ``path`` (its last component not followed)."""
+    if not path or "\x00" in path:
+        raise InvalidArgument("path is required: the container's file or directory")
+    clean = posixpath.normpath("/" + path.lstrip("/"))
+    if clean == "/":
+        return root
+    parent, base = posixpath.split(clean)
+    host_parent = resolve_in_root(root, parent)
+    if host_parent is None or not host_parent.is_dir():
+        raise NotFound(f"Could not find the file {path} in container")
+    host = host_parent / base
+    if not os.path.lexists(host):
+        raise NotFound(f"Could not find the file {path} in container")
+    if path.endswith(("/", "/.")):  # "dir/" and "dir/.": the directory a link points to
+        target = resolve_in_root(root, clean)
+        if target is None or not target.is_dir():
+            raise InvalidArgument(f"{path} is not a directory in the container")
+        return target
+    return host
+
+
+def path_stat(root: Path, path: str) -> dict:
+    """Docker's ``PathStat`` of ``path``: name, size, Go file mode, mtime, link target."""
+    host = locate(root, path)
+    st = os.lstat(host)
+    mode = st.st_mode & 0o777
+    for test, bits in _GO_MODE_BITS:
+        if test(st.st_mode):
+            mode |= bits
+            break
+    for flag, bit in ((stat.S_ISUID, 1 << 23), (stat.S_ISGID, 1 << 22), (stat.S_ISVTX, 1 << 20)):
+        if st.st_mode & flag:
+            mode |= bit
+    link = ""
+    if stat.S_ISLNK(st.st_mode):
+        link = os.readlink(host)
+    return {"name": host.name if host != root else "/", "size": st.st_size, "mode": mode,
+            "mtime": datetime.fromtimestamp(st.st_mtime, UTC).isoformat().replace("+00:00", "Z"),
+            "linkTarget": link}
+
+
+def read_archive(root: Path, path: str, dest: BinaryIO | str | Path) -> None:
+    """Write a tar of ``path`` (recursively; links stored, never followed) to ``dest``."""
+    host = locate(root, path)
+    name = "." if host == root else host.name
+    kw: dict = ({"name": dest, "mode": "w"} if isinstance(dest, (str, Path))
+                else {"fileobj": dest, "mode": "w|"})
+    with tarfile.open(format=tarfile.PAX_FORMAT, **kw) as tar:
+        tar.add(host, arcname=name, recursive=True)
+
+
+def write_archive(root: Path, path: str, src: BinaryIO) -> int:
+    """Extract the tar stream ``src`` into the container's directory ``path``.
+
+    Returns the number of entries. Raises NotFound for a missing directory,
+    InvalidArgument for a non-directory, LayerRejected for a refused entry.
+    """
+    from engine.images.unpack import unpack_stream
+
+    target = resolve_in_root(root, posixpath.normpath("/" + path.lstrip("/")))
+    if target is None:
+        raise NotFound(f"Could not find the file {path} in container")
+    if not target.is_dir():
+        raise InvalidArgument(f"extraction point {path} is not a directory in the container")
+    result = unpack_stream(src, target, what=f"archive for {path}", fresh=False,
+                           whiteouts=False)
+    return result.entries
