@@ -82,6 +82,21 @@ class GatewayBackend:
     def op_container_export(self, id: str, dest: str) -> None:
         self.local.engine.containers.export(id, dest)
 
+    def op_container_archive_stat(self, id: str, path: str) -> dict:
+        return self.local.engine.containers.archive_stat(id, path)
+
+    def op_container_archive_get(self, id: str, path: str, dest: str) -> dict:
+        return self.local.engine.containers.archive_get(id, path, dest)
+
+    def op_container_archive_put(self, id: str, path: str, src: str) -> int:
+        """A change, so through the host's worker (the tar travels in the task)."""
+        try:
+            with open(src, "rb") as fh:
+                data = fh.read()
+        finally:
+            os.unlink(src)
+        return self._call("containers.archive_put", id, path, data, _timeout=600)
+
     def op_image_save(self, refs: list[str], dest: str) -> None:
         self.local.engine.images.save(refs, dest)
 

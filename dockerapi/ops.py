@@ -201,6 +201,26 @@ def container_export(engine, id: str, dest: str) -> None:
 
 
 @op
+def container_archive_stat(engine, id: str, path: str) -> dict:
+    return engine.containers.archive_stat(id, path)
+
+
+@op
+def container_archive_get(engine, id: str, path: str, dest: str) -> dict:
+    return engine.containers.archive_get(id, path, dest)
+
+
+@op
+def container_archive_put(engine, id: str, path: str, src: str) -> int:
+    try:
+        with open(src, "rb") as fh:
+            return engine.containers.archive_put(id, path, fh)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(src)
+
+
+@op
 def container_prune(engine, filters: dict | None = None) -> dict:
     prune = getattr(engine.containers, "prune", None)
     if prune is not None:

@@ -8,6 +8,7 @@ a big-endian length) so one byte stream carries stdout and stderr apart.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -45,6 +46,8 @@ def register(api) -> None:
     r("GET", rf"/containers/{CID}/stats", stats)
     r("GET", rf"/containers/{CID}/changes", changes)
     r("GET", rf"/containers/{CID}/export", export)
+    r("GET", rf"/containers/{CID}/archive", get_archive)  # and HEAD: the stat alone
+    r("PUT", rf"/containers/{CID}/archive", put_archive)
     r("POST", rf"/containers/{CID}/rename", rename)
     r("POST", rf"/containers/{CID}/resize", resize)
     r("POST", rf"/containers/{CID}/attach", attach)
@@ -283,6 +286,43 @@ async def export(api, req: Request, id: str) -> Response:
     dest = str(spool_dir() / f"export-{uuid.uuid4().hex}.tar")
     await api.backend.call("container_export", data["Id"], dest)
     return Response(200, stream=_file_stream(dest), content_type="application/x-tar")
+
+
+def _path_stat_header(info: dict) -> dict[str, str]:
+    """``docker cp`` reads the path's stat from this header: base64 of its JSON."""
+    raw = json.dumps(info, separators=(",", ":")).encode()
+    return {"X-Docker-Container-Path-Stat": base64.b64encode(raw).decode()}
+
+
+async def get_archive(api, req: Request, id: str) -> Response:
+    """``docker cp CONTAINER:PATH``: a tar of PATH (HEAD: its stat only)."""
+    data = await _inspect(api, req, id)
+    path = req.query.get("path", "")
+    if req.method == "HEAD":
+        info = await api.backend.call("container_archive_stat", data["Id"], path)
+        return Response(200, b"", _path_stat_header(info), content_type="")
+    dest = str(spool_dir() / f"archive-{uuid.uuid4().hex}.tar")
+    try:
+        info = await api.backend.call("container_archive_get", data["Id"], path, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
+    return Response(200, stream=_file_stream(dest), headers=_path_stat_header(info),
+                    content_type="application/x-tar")
+
+
+async def put_archive(api, req: Request, id: str) -> Response:
+    """``docker cp SRC CONTAINER:DIR``: the body, a tar, extracted into DIR."""
+    from dockerapi.routes.images import _spool
+
+    data = await _inspect(api, req, id)
+    path = req.query.get("path", "")
+    if not path:
+        raise BadRequest("path is required: the container's directory to extract into")
+    src = await _spool(req, "archive")
+    await api.backend.call("container_archive_put", data["Id"], path, src)
+    return empty(200)
 
 
 async def rename(api, req: Request, id: str) -> Response:

@@ -247,6 +247,21 @@ def test_image_prune_by_label_and_until(docker_cli, made, tmp_path):
     assert bad.returncode != 0 and "colour" in bad.stderr
 
 
+def test_cp_in_and_out(docker_cli, made, tmp_path):
+    name = made.uniq()
+    docker_cli("run", "-d", "--name", name, "busybox", "sleep", "60")
+    (tmp_path / "note.txt").write_text("copied with docker cp\n")
+    docker_cli("cp", str(tmp_path / "note.txt"), f"{name}:/tmp/")
+    assert docker_cli("exec", name, "cat", "/tmp/note.txt").stdout == "copied with docker cp\n"
+    docker_cli("exec", name, "sh", "-c", "mkdir -p /srv/d && echo deep > /srv/d/f")
+    docker_cli("cp", f"{name}:/srv/d", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "f").read_text() == "deep\n"
+    docker_cli("cp", f"{name}:/tmp/note.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_text() == "copied with docker cp\n"
+    missing = docker_cli("cp", f"{name}:/no/such/file", str(tmp_path), check=False)
+    assert missing.returncode != 0 and "/no/such/file" in missing.stderr, missing.stderr
+
+
 def test_volume_and_network_commands(docker_cli, made):
     vol, net, c = made.uniq("v"), made.uniq("n"), made.uniq()
     docker_cli("volume", "create", vol)

@@ -140,3 +140,21 @@ def test_top_stats_changes(dclient, made):
     stream.close()
     assert {"Path": "/made-here", "Kind": 1} in c.diff()
     c.remove(force=True)
+
+
+def test_put_and_get_archive(dclient, made):
+    import io
+    import tarfile
+
+    c = dclient.containers.run("busybox", ["sleep", "60"], name=made.uniq(), detach=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("from-py.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"py\n"))
+    assert c.put_archive("/tmp", buf.getvalue())
+    stream, stat = c.get_archive("/tmp/from-py.txt")
+    assert stat["name"] == "from-py.txt" and stat["size"] == 3
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        assert tar.extractfile("from-py.txt").read() == b"py\n"
+    c.remove(force=True)
