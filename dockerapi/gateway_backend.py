@@ -49,7 +49,8 @@ class GatewayBackend:
     # --- terminals and files --------------------------------------------------------------
     # The worker's sessions do not yet carry the engine's (stream, bytes) pieces nor
     # open an exec made earlier (``containers.exec_start``), and it does not export
-    # containers or save images to a file: until it does, these few operations use
+    # containers, read their files (``docker cp`` out) or save images to a file:
+    # until it does, these few reads use
     # the engine on this host directly (the API server runs as root on the host whose
     # socket it serves). ESTIBA_API_SESSIONS=gateway sends them to the worker.
     @cached_property
