@@ -50,9 +50,9 @@ class GatewayBackend:
     # The worker's sessions do not yet carry the engine's (stream, bytes) pieces nor
     # open an exec made earlier (``containers.exec_start``), and it does not export
     # containers, read their files (``docker cp`` out) or save images to a file:
-    # until it does, these few reads use
-    # the engine on this host directly (the API server runs as root on the host whose
-    # socket it serves). ESTIBA_API_SESSIONS=gateway sends them to the worker.
+    # until it does, these few reads use the engine on this host directly (the API
+    # server runs as root on the host whose socket it serves).
+    # ESTIBA_API_SESSIONS=gateway sends the sessions to the worker.
     @cached_property
     def local(self):
         from django.conf import settings
