@@ -110,9 +110,16 @@ def parse_time(text: str | None) -> float:
 def host_platform() -> tuple[str, str]:
     """(os, architecture) in OCI's words: ("linux", "amd64")."""
     machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
+            "armv5tel": "arm", "i686": "386"}.get(
         machine, machine)
     return "linux", arch
+
+
+def host_variant() -> str:
+    """The CPU variant OCI indexes name ("v8" on arm64, "v7" on ARMv7; "" on amd64)."""
+    machine = platform.machine().lower()
+    return {"aarch64": "v8", "armv7l": "v7", "armv6l": "v6", "armv5tel": "v5"}.get(machine, "")
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:

@@ -86,26 +86,49 @@ def media_type_of(body: bytes, header: str) -> tuple[str, dict]:
     return mt, doc
 
 
-def select_platform(doc: dict, os_name: str, arch: str, where: str) -> Descriptor:
-    """The entry of an index / manifest list for ``os_name/arch``."""
+#: The variant a bare architecture means (OCI image-index spec, containerd's matcher).
+_DEFAULT_VARIANT = {"arm64": "v8", "amd64": "v1", "arm": "v7"}
+
+
+def _variant_number(arch: str, variant: str) -> int:
+    text = (variant or _DEFAULT_VARIANT.get(arch, "")).lower().lstrip("v")
+    return int(text) if text.isdigit() else 0
+
+
+def select_platform(doc: dict, os_name: str, arch: str, where: str,
+                    variant: str = "") -> Descriptor:
+    """The entry of an index / manifest list for ``os_name/arch[/variant]``.
+
+    As containerd chooses: the host's own variant first, then the newest older
+    one it can still run (an ARMv7 host runs v6 and v5 images; a bare ``amd64``
+    means v1); an entry that needs a newer variant than the host's is never
+    chosen. Among equals the index's order decides.
+    """
     entries = doc.get("manifests")
     if not isinstance(entries, list):
         raise RegistryError(f"{where}: index has no manifests list")
-    candidates = []
-    for raw in entries:
+    host_level = _variant_number(arch, variant)
+    ranked: list[tuple[int, int, Descriptor]] = []
+    for position, raw in enumerate(entries):
         d = _descriptor(raw, where)
         if d.media_type not in IMAGE_TYPES:
             continue
         p = d.platform or {}
-        if p.get("os") == os_name and p.get("architecture") == arch:
-            candidates.append(d)
-    if not candidates:
-        found = sorted({f"{(d.get('platform') or {}).get('os')}/"
-                        f"{(d.get('platform') or {}).get('architecture')}"
-                        for d in entries if isinstance(d, dict)})
-        raise RegistryError(f"{where}: no image for {os_name}/{arch} "
+        if p.get("os") != os_name or p.get("architecture") != arch:
+            continue
+        level = _variant_number(arch, str(p.get("variant") or ""))
+        if level > host_level:
+            continue  # built for a newer CPU than this one
+        ranked.append((host_level - level, position, d))
+    if not ranked:
+        found = sorted({"/".join(filter(None, (str(pl.get("os")), str(pl.get("architecture")),
+                                               str(pl.get("variant") or ""))))
+                        for e in entries if isinstance(e, dict)
+                        for pl in [e.get("platform") or {}]})
+        wanted = "/".join(filter(None, (os_name, arch, variant)))
+        raise RegistryError(f"{where}: no image for {wanted} "
                             f"(the index has {', '.join(found) or 'nothing'})")
-    return candidates[0]
+    return min(ranked, key=lambda r: (r[0], r[1]))[2]
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from engine.errors import ImageNotFound, LayerRejected, RegistryError
 from engine.images import reference as refs
 from engine.images.blobs import sha256_bytes
 from engine.images.compression import CHUNK
-from engine.images.store import ImageStore, Layer, chain_ids, host_platform
+from engine.images.store import ImageStore, Layer, chain_ids, host_platform, host_variant
 from engine.registry import manifest as mf
 from engine.registry.transport import RegistrySession, read_capped
 
@@ -101,7 +101,7 @@ class Puller:
         mt, doc = mf.media_type_of(body, ctype)
         if mt in mf.LIST_TYPES:
             os_name, arch = host_platform()
-            chosen = mf.select_platform(doc, os_name, arch, self.where)
+            chosen = mf.select_platform(doc, os_name, arch, self.where, host_variant())
             body, _digest, ctype = self._get_manifest(chosen.digest)
             mt, doc = mf.media_type_of(body, ctype)
             if mt not in mf.IMAGE_TYPES:
