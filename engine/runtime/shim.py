@@ -586,10 +586,29 @@ class Supervisor:
         with contextlib.suppress(Exception):
             unmount(self.cdir.rootfs, lazy=True)  # every process of the container is gone
         if self.config.get("NetworkSetup"):
+            self._keep_hosts_file()
             try:
                 self._engine().networks.teardown(self.cdir.id)
             except Exception:
                 traceback.print_exc()
+
+    def _keep_hosts_file(self) -> None:
+        """The network's hosts file goes with the sandbox: keep its last content in the
+        container's directory, where a stopped container's ``HostsPath`` then points
+        (as Docker keeps ``/var/lib/docker/containers/<id>/hosts``)."""
+        import shutil
+
+        config = self.cdir.read_config()
+        source = config.get("HostsPath") or ""
+        kept = self.cdir.path / "hosts"
+        if not source or Path(source) == kept:
+            return
+        try:
+            shutil.copyfile(source, kept)
+        except OSError:
+            return
+        config["HostsPath"] = str(kept)
+        self.cdir.write_config(config)
 
     def _engine(self):
         from engine.engine import Engine, EngineConfig
