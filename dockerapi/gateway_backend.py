@@ -212,9 +212,11 @@ class GatewayBackend:
         return self._call("images.prune", dangling_only=dangling_only, filters=filters,
                           _timeout=600)
 
-    def st_image_pull(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
+    def st_image_pull(self, reference: str, auth: dict | None = None,
+                      platform: str | None = None) -> Iterator[dict]:
+        extra = {"platform": platform} if platform else {}
         try:
-            for item in self._stream("registry.pull", reference, auth=_creds(auth)):
+            for item in self._stream("registry.pull", reference, auth=_creds(auth), **extra):
                 if isinstance(item, dict) and "result" in item and len(item) == 1:
                     image = item["result"] or {}
                     yield {"status": f"Digest: {(image.get('RepoDigests') or [''])[0]}"}

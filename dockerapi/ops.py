@@ -337,9 +337,11 @@ def _progress_stream(run: Callable[[Callable[[dict], None]], Any]) -> Iterator[d
 
 
 @stream
-def image_pull(engine, reference: str, auth: dict | None = None) -> Iterator[dict]:
+def image_pull(engine, reference: str, auth: dict | None = None,
+               platform: str | None = None) -> Iterator[dict]:
     def run(progress):
-        image = engine.registry.pull(reference, auth=_credentials(auth), progress=progress)
+        image = engine.registry.pull(reference, auth=_credentials(auth), progress=progress,
+                                     platform=platform)
         return image.id
 
     for item in _progress_stream(run):

@@ -67,7 +67,8 @@ async def create(api, req: Request) -> Response:
         reference = image if (":" in image.rsplit("/", 1)[-1] or "@" in image) \
             else image + ":latest"
     await api.policy.check_create(req, "image", {"reference": reference})
-    source = api.backend.stream("image_pull", reference, auth=_auth(req))
+    platform = req.query.get("platform") or None  # docker pull --platform linux/arm64
+    source = api.backend.stream("image_pull", reference, auth=_auth(req), platform=platform)
     return Response(200, stream=_jsonl(source))
 
 

@@ -68,11 +68,16 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ operations
     def pull(self, reference: str, auth: Credentials | None = None,
-             progress: Callable[[dict], None] | None = None) -> Image:
-        """Pull ``reference`` (``busybox``, ``127.0.0.1:5000/x:y``, ``x@sha256:..``)."""
+             progress: Callable[[dict], None] | None = None,
+             platform: str | None = None) -> Image:
+        """Pull ``reference`` (``busybox``, ``127.0.0.1:5000/x:y``, ``x@sha256:..``).
+
+        ``platform`` (``linux/arm64``) chooses from an index instead of this host's.
+        """
         ref = refs.parse(reference)
         emit = self._progress(ref.familiar(), progress)
-        image_id = Puller(self.images, self.session(ref.registry, auth), ref, emit).pull()
+        image_id = Puller(self.images, self.session(ref.registry, auth), ref, emit,
+                          platform).pull()
         if self.events is not None:
             self.events.emit("image", "pull", image_id, {"name": ref.familiar()})
         return self.images.resolve(image_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from engine.errors import RegistryError
+from engine.errors import InvalidArgument, RegistryError
 from engine.images.blobs import DIGEST_RE
 from engine.images.store import (
     LAYER_MEDIA_TYPES,
@@ -84,6 +84,20 @@ def media_type_of(body: bytes, header: str) -> tuple[str, dict]:
     if mt not in LIST_TYPES + IMAGE_TYPES:
         raise RegistryError(f"unsupported manifest media type {mt!r}")
     return mt, doc
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+                 "i386": "386"}
+
+
+def parse_platform(text: str) -> tuple[str, str, str]:
+    """``os/arch[/variant]`` (``docker pull --platform``) -> its three parts, normalized."""
+    parts = [p.strip().lower() for p in (text or "").split("/")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgument(f"invalid platform {text!r}: write it as os/arch[/variant], "
+                              "e.g. linux/arm64 or linux/arm/v7")
+    os_name, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
+    return os_name, arch, parts[2] if len(parts) == 3 else ""
 
 
 #: The variant a bare architecture means (OCI image-index spec, containerd's matcher).

@@ -61,7 +61,10 @@ def _short(digest: str) -> str:
 
 class Puller:
     def __init__(self, store: ImageStore, session: RegistrySession, ref: refs.Reference,
-                 progress: Progress) -> None:
+                 progress: Progress, platform: str | None = None) -> None:
+        #: (os, arch, variant) to choose from an index: the host's unless asked
+        self.platform = mf.parse_platform(platform) if platform else (
+            *host_platform(), host_variant())
         self.store = store
         self.session = session
         self.ref = ref
@@ -100,8 +103,8 @@ class Puller:
             raise
         mt, doc = mf.media_type_of(body, ctype)
         if mt in mf.LIST_TYPES:
-            os_name, arch = host_platform()
-            chosen = mf.select_platform(doc, os_name, arch, self.where, host_variant())
+            os_name, arch, variant = self.platform
+            chosen = mf.select_platform(doc, os_name, arch, self.where, variant)
             body, _digest, ctype = self._get_manifest(chosen.digest)
             mt, doc = mf.media_type_of(body, ctype)
             if mt not in mf.IMAGE_TYPES:

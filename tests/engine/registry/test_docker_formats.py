@@ -12,9 +12,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
 from engine import Engine
+from engine.errors import InvalidArgument, RegistryError
 from engine.images.store import (
     MT_DOCKER_CONFIG,
     MT_DOCKER_LAYER,
@@ -150,3 +152,24 @@ def test_docker_manifest_list_pull_picks_linux_amd64(empty_engine: Engine,
         f"{registry_server.host}/{repo}@{_sha(listing)}").id == img.id
     assert empty_engine.registry.pull(
         f"{registry_server.host}/{repo}@{amd['digest']}").id == img.id
+
+
+def test_pull_for_another_platform_chooses_its_entry(empty_engine: Engine,
+                                                     registry_server) -> None:
+    base = f"http://{registry_server.host}"
+    repo = "docker/multiplatform"
+    arm, arm_info = _docker_image(base, repo, "linux", "arm64")
+    amd, _ = _docker_image(base, repo, "linux", "amd64")
+    listing = json.dumps({"schemaVersion": 2, "mediaType": MT_DOCKER_LIST,
+                          "manifests": [amd, arm]}, indent=3).encode()
+    r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=listing, timeout=30,
+                     headers={"Content-Type": MT_DOCKER_LIST})
+    assert r.status_code == 201, r.text
+    target = f"{registry_server.host}/{repo}:v1"
+    img = empty_engine.registry.pull(target, platform="linux/aarch64")  # an alias of arm64
+    assert img.id == arm_info["config"] and img.config["architecture"] == "arm64"
+    assert (img.layer_dirs()[0] / "arch").read_bytes() == b"linux/arm64"
+    with pytest.raises(RegistryError, match=r"no image for linux/s390x"):
+        empty_engine.registry.pull(target, platform="linux/s390x")
+    with pytest.raises(InvalidArgument, match="os/arch"):
+        empty_engine.registry.pull(target, platform="arm64")

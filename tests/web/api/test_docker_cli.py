@@ -262,6 +262,26 @@ def test_cp_in_and_out(docker_cli, made, tmp_path):
     assert missing.returncode != 0 and "/no/such/file" in missing.stderr, missing.stderr
 
 
+def test_pull_for_another_platform(docker_cli, made, registry_server):
+    import requests
+
+    from engine.images.store import MT_DOCKER_LIST
+    from tests.engine.registry.test_docker_formats import _docker_image
+
+    base, repo = f"http://{registry_server.host}", f"estiba-cli/{made.uniq('i')}"
+    entries = [_docker_image(base, repo, "linux", arch)[0] for arch in ("amd64", "arm64")]
+    listing = json.dumps({"schemaVersion": 2, "mediaType": MT_DOCKER_LIST,
+                          "manifests": entries}).encode()
+    r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=listing, timeout=30,
+                     headers={"Content-Type": MT_DOCKER_LIST})
+    assert r.status_code == 201, r.text
+    target = f"{registry_server.host}/{repo}:v1"
+    made.images.append(target)
+    docker_cli("pull", "--platform", "linux/arm64", target)
+    arch = docker_cli("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", target)
+    assert arch.stdout.strip() == "linux/arm64"
+
+
 def test_volume_and_network_commands(docker_cli, made):
     vol, net, c = made.uniq("v"), made.uniq("n"), made.uniq()
     docker_cli("volume", "create", vol)
