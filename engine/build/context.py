@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from engine.build.dockerignore import PatternMatcher, read_patterns
 from engine.errors import BuildError
+from engine.runtime.rootfs import resolve_in_root
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINKS = 40
@@ -151,31 +152,8 @@ def extract_tar(stream: BinaryIO, dest: Path, what: str = "build context") -> No
 
 def resolve_in(root: Path, path: str, follow_last: bool = True) -> Path | None:
     """``path`` as seen with ``root`` as ``/`` (symlinks followed inside it), or None."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        host = root.joinpath(*resolved, part)
-        try:
-            st = os.lstat(host)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode) and (parts or follow_last):
-            links += 1
-            if links > MAX_LINKS:
-                raise BuildError(f"too many levels of symbolic links resolving {path}")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+    return resolve_in_root(root, path, MAX_LINKS, follow_last=follow_last, loop_error=BuildError(
+        f"too many levels of symbolic links resolving {path}"))
 
 
 def _go_match_regex(pattern: str) -> re.Pattern:

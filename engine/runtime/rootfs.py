@@ -88,13 +88,16 @@ def unmount(target: Path, lazy: bool = False) -> None:
             raise RuntimeFailure(f"unmounting {target} failed: {os.strerror(err)}")
 
 
-def resolve_in_root(root: Path, path: str, max_links: int = 40) -> Path | None:
+def resolve_in_root(root: Path, path: str, max_links: int = 40, *, follow_last: bool = True,
+                    loop_error: Exception | None = None) -> Path | None:
     """``path`` as seen with ``root`` as ``/``: symlinks followed, but never out of ``root``.
 
     An image's ``/etc/passwd``, a command looked up in ``$PATH``, a volume's
-    source directory are all paths of the container's world, and a hostile
-    image may make any of them a link to ``/`` of the host. Returns the host
-    path of the final object, or None when it does not exist (or loops).
+    source directory, a build's ``COPY`` destination are all paths of the
+    container's world, and a hostile image may make any of them a link to ``/``
+    of the host. Returns the host path of the final object, or None when it does
+    not exist, or loops (``loop_error``, when given, is raised instead).
+    ``follow_last=False`` leaves a link in the last component as it is.
     """
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
@@ -110,9 +113,11 @@ def resolve_in_root(root: Path, path: str, max_links: int = 40) -> Path | None:
             st = os.lstat(host)
         except OSError:
             return None
-        if (st.st_mode & 0o170000) == 0o120000:
+        if (st.st_mode & 0o170000) == 0o120000 and (parts or follow_last):
             links += 1
             if links > max_links:
+                if loop_error is not None:
+                    raise loop_error
                 return None
             target = os.readlink(host)
             if target.startswith("/"):
