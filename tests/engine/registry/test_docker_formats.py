@@ -116,6 +116,17 @@ def _docker_image(base: str, repo: str, os_name: str, arch: str) -> tuple[dict, 
              "platform": platform}, {"config": _sha(config), "diff_ids": [_sha(tar), _sha(plain)]})
 
 
+def push_manifest_list(base: str, repo: str, entries: list[dict], tag: str = "v1"
+                       ) -> tuple[bytes, requests.Response]:
+    """PUT a Docker manifest list of ``entries`` (from ``_docker_image``) as ``repo:tag``."""
+    listing = json.dumps({"schemaVersion": 2, "mediaType": MT_DOCKER_LIST,
+                          "manifests": entries}, indent=3).encode()
+    r = requests.put(f"{base}/v2/{repo}/manifests/{tag}", data=listing, timeout=30,
+                     headers={"Content-Type": MT_DOCKER_LIST})
+    assert r.status_code == 201, r.text
+    return listing, r
+
+
 def test_docker_manifest_list_pull_picks_linux_amd64(empty_engine: Engine,
                                                      registry_server) -> None:
     base = f"http://{registry_server.host}"
@@ -123,11 +134,7 @@ def test_docker_manifest_list_pull_picks_linux_amd64(empty_engine: Engine,
     arm, arm_info = _docker_image(base, repo, "linux", "arm64")
     win, _ = _docker_image(base, repo, "windows", "amd64")
     amd, amd_info = _docker_image(base, repo, "linux", "amd64")
-    listing = json.dumps({"schemaVersion": 2, "mediaType": MT_DOCKER_LIST,
-                          "manifests": [arm, win, amd]}, indent=3).encode()
-    r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=listing, timeout=30,
-                     headers={"Content-Type": MT_DOCKER_LIST})
-    assert r.status_code == 201, r.text
+    listing, r = push_manifest_list(base, repo, [arm, win, amd])
     assert r.headers["Docker-Content-Digest"] == _sha(listing)
     target = f"{registry_server.host}/{repo}:v1"
     assert json.loads(_raw_manifest(target))["mediaType"] == MT_DOCKER_LIST
@@ -160,11 +167,7 @@ def test_pull_for_another_platform_chooses_its_entry(empty_engine: Engine,
     repo = "docker/multiplatform"
     arm, arm_info = _docker_image(base, repo, "linux", "arm64")
     amd, _ = _docker_image(base, repo, "linux", "amd64")
-    listing = json.dumps({"schemaVersion": 2, "mediaType": MT_DOCKER_LIST,
-                          "manifests": [amd, arm]}, indent=3).encode()
-    r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=listing, timeout=30,
-                     headers={"Content-Type": MT_DOCKER_LIST})
-    assert r.status_code == 201, r.text
+    push_manifest_list(base, repo, [amd, arm])
     target = f"{registry_server.host}/{repo}:v1"
     img = empty_engine.registry.pull(target, platform="linux/aarch64")  # an alias of arm64
     assert img.id == arm_info["config"] and img.config["architecture"] == "arm64"

@@ -263,18 +263,11 @@ def test_cp_in_and_out(docker_cli, made, tmp_path):
 
 
 def test_pull_for_another_platform(docker_cli, made, registry_server):
-    import requests
-
-    from engine.images.store import MT_DOCKER_LIST
-    from tests.engine.registry.test_docker_formats import _docker_image
+    from tests.engine.registry.test_docker_formats import _docker_image, push_manifest_list
 
     base, repo = f"http://{registry_server.host}", f"estiba-cli/{made.uniq('i')}"
-    entries = [_docker_image(base, repo, "linux", arch)[0] for arch in ("amd64", "arm64")]
-    listing = json.dumps({"schemaVersion": 2, "mediaType": MT_DOCKER_LIST,
-                          "manifests": entries}).encode()
-    r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=listing, timeout=30,
-                     headers={"Content-Type": MT_DOCKER_LIST})
-    assert r.status_code == 201, r.text
+    push_manifest_list(base, repo, [_docker_image(base, repo, "linux", arch)[0]
+                                    for arch in ("amd64", "arm64")])
     target = f"{registry_server.host}/{repo}:v1"
     made.images.append(target)
     docker_cli("pull", "--platform", "linux/arm64", target)
