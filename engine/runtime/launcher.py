@@ -29,7 +29,6 @@ else, started once, whose only job is to fork supervisors from its small memory.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import ctypes
 import importlib
@@ -43,6 +42,7 @@ import threading
 from pathlib import Path
 
 from engine.runtime import shim
+from engine.runtime.fdpass import received_fds, send_with_fd, space_for
 from engine.runtime.oci import OCIRuntime
 from engine.runtime.store import ContainerDir
 
@@ -68,16 +68,12 @@ class Launcher:
         payload = json.dumps({
             "cdir": str(cdir.path), "cid": cdir.id, "journal": str(journal),
             "sock_dir": str(sock_dir),
-            "runtime": {"name": runtime.name, "binary": runtime.binary,
-                        "state_root": str(runtime.state_root),
-                        "hide_unified": runtime.hide_unified},
+            "runtime": runtime.to_dict(),
         }).encode()
-        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [ready_fd]))]
         with self._lock:
             for _ in range(2):  # a launcher that died is started again, once
                 try:
-                    sock = self._connected()
-                    sock.sendmsg([payload], fds)
+                    send_with_fd(self._connected(), payload, ready_fd)
                     return True
                 except OSError:
                     self._drop()
@@ -140,13 +136,13 @@ def serve(sock: socket.socket) -> None:
     spare = _fork_spare(sock)
     while True:
         try:
-            data, ancdata, _, _ = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * 4))
+            data, ancdata, _, _ = sock.recvmsg(MAX_REQUEST, space_for(4))
         except InterruptedError:
             continue
         if not data:
             spare.close()  # the spare sees end of file and exits unused
             return
-        fds = _received_fds(ancdata)
+        fds = received_fds(ancdata)
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
@@ -154,11 +150,11 @@ def serve(sock: socket.socket) -> None:
         try:
             _parse(data)
             try:
-                _hand(spare, data, fds[0])
+                send_with_fd(spare, data, fds[0])
             except OSError:  # the spare died waiting: use a fresh one
                 spare.close()
                 spare = _fork_spare(sock)
-                _hand(spare, data, fds[0])
+                send_with_fd(spare, data, fds[0])
         except (ValueError, KeyError, TypeError, OSError) as exc:
             with contextlib.suppress(OSError):
                 os.write(fds[0], f"error: the launcher refused the request: {exc}".encode())
@@ -171,15 +167,9 @@ def serve(sock: socket.socket) -> None:
 
 def _parse(data: bytes) -> tuple[ContainerDir, OCIRuntime, Path, Path]:
     request = json.loads(data)
-    rt = request["runtime"]
-    runtime = OCIRuntime(str(rt["name"]), str(rt["binary"]), Path(rt["state_root"]),
-                         hide_unified=bool(rt.get("hide_unified")))
+    runtime = OCIRuntime.from_dict(request["runtime"])
     cdir = ContainerDir(Path(request["cdir"]), str(request["cid"]))
     return cdir, runtime, Path(request["journal"]), Path(request["sock_dir"])
-
-
-def _hand(spare: socket.socket, data: bytes, ready_fd: int) -> None:
-    spare.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [ready_fd]))])
 
 
 def _fork_spare(sock: socket.socket) -> socket.socket:
@@ -190,8 +180,8 @@ def _fork_spare(sock: socket.socket) -> socket.socket:
             sock.close()
             ours.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            data, ancdata, _, _ = theirs.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4))
-            fds = _received_fds(ancdata)
+            data, ancdata, _, _ = theirs.recvmsg(MAX_REQUEST, space_for(1))
+            fds = received_fds(ancdata)
             if data and len(fds) == 1:
                 theirs.close()
                 os.setsid()
@@ -200,16 +190,6 @@ def _fork_spare(sock: socket.socket) -> socket.socket:
             os._exit(0)
     theirs.close()
     return ours
-
-
-def _received_fds(ancdata: list) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            arr = array.array("i")
-            arr.frombytes(data[: len(data) - len(data) % arr.itemsize])
-            fds.extend(arr)
-    return fds
 
 
 def _reap() -> None:

@@ -72,6 +72,16 @@ class OCIRuntime:
                     "sh", *argv]
         return argv
 
+    def to_dict(self) -> dict:
+        """What another process needs to drive the same runtime (:meth:`from_dict`)."""
+        return {"name": self.name, "binary": self.binary, "state_root": str(self.state_root),
+                "hide_unified": self.hide_unified}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OCIRuntime:
+        return cls(str(data["name"]), str(data["binary"]), Path(data["state_root"]),
+                   hide_unified=bool(data.get("hide_unified")))
+
     def run(self, subcommand: str, *args: str, timeout: float = 60, **kw) -> str:
         """Run a subcommand and return its stdout; its stderr becomes a RuntimeFailure."""
         argv = self.command(subcommand, *args)

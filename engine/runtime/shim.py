@@ -27,7 +27,6 @@ the same supervisor in a fresh interpreter (for tools and debugging).
 
 from __future__ import annotations
 
-import array
 import contextlib
 import ctypes
 import fcntl
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import Event, append_to_journal
+from engine.runtime.fdpass import received_fds, space_for
 from engine.runtime.logs import JsonLogWriter
 from engine.runtime.oci import OCIRuntime
 from engine.runtime.store import ContainerDir, rfc3339
@@ -668,13 +668,11 @@ def _frame(stream: int, data: bytes) -> bytes:
 
 def _recv_fd(conn: socket.socket) -> int:
     """Receive one file descriptor passed with SCM_RIGHTS (the runtime's pty master)."""
-    fds = array.array("i")
-    _msg, ancdata, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-            return fds[0]
-    raise OSError("the runtime sent no terminal")
+    _msg, ancdata, _flags, _addr = conn.recvmsg(4096, space_for(1))
+    fds = received_fds(ancdata)
+    if not fds:
+        raise OSError("the runtime sent no terminal")
+    return fds[0]
 
 
 def _runtime_error(log: Path, name: str) -> str:
@@ -696,8 +694,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = argv if argv is not None else sys.argv[1:]
     cdir, journal, sock_dir, rt = ContainerDir(Path(argv[0])), Path(argv[1]), Path(argv[2]), \
         json.loads(argv[3])
-    runtime = OCIRuntime(rt["name"], rt["binary"], Path(rt["state_root"]),
-                         hide_unified=rt.get("hide_unified", False))
+    runtime = OCIRuntime.from_dict(rt)
     print(spawn(cdir, runtime, journal, sock_dir))
 
 
