@@ -21,6 +21,7 @@ from typing import Any
 from dockerapi import hijack, known
 from dockerapi.http import BadRequest, HTTPError, Request, Response, empty, json_response
 from dockerapi.ops import spool_dir
+from dockerapi.spool import spool_body
 from dockerapi.translate import container_spec, frame, parse_filters
 from engine.errors import EngineError, NotFound
 
@@ -314,13 +315,11 @@ async def get_archive(api, req: Request, id: str) -> Response:
 
 async def put_archive(api, req: Request, id: str) -> Response:
     """``docker cp SRC CONTAINER:DIR``: the body, a tar, extracted into DIR."""
-    from dockerapi.routes.images import _spool
-
     data = await _inspect(api, req, id)
     path = req.query.get("path", "")
     if not path:
         raise BadRequest("path is required: the container's directory to extract into")
-    src = await _spool(req, "archive")
+    src = await spool_body(req, "archive")
     await api.backend.call("container_archive_put", data["Id"], path, src)
     return empty(200)
 

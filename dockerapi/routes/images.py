@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tarfile
 import uuid
 
@@ -17,10 +16,10 @@ from dockerapi.http import BadRequest, HTTPError, Request, Response, json_respon
 from dockerapi.ops import decode_registry_auth, spool_dir
 from dockerapi.routes.containers import _file_stream
 from dockerapi.routes.prune import split_until
+from dockerapi.spool import spool_body
 from dockerapi.translate import parse_filters
 
 NAME = r"(?P<name>.+)"
-MAX_CONTEXT = int(os.environ.get("ESTIBA_API_MAX_CONTEXT", str(2 * 1024**3)))
 
 
 def register(api) -> None:
@@ -84,7 +83,7 @@ async def _import(api, req: Request) -> Response:
     reference = f"{repo}:{tag}" if tag else repo
     changes = [v for k, v in req.query_list if k == "changes" and v.strip()]
     await api.policy.check_create(req, "image", {"reference": reference})
-    src = await _spool(req, "import")
+    src = await spool_body(req, "import")
     image_id = await api.backend.call("image_import", src, reference or None, changes=changes,
                                       message=req.query.get("message", ""))
     return Response(200, json.dumps({"status": image_id}).encode() + b"\r\n")
@@ -152,23 +151,6 @@ async def prune(api, req: Request) -> Response:
     return json_response(result)
 
 
-async def _spool(req: Request, prefix: str) -> str:
-    path = spool_dir() / f"{prefix}-{uuid.uuid4().hex}.tar"
-    size = 0
-    try:
-        with open(path, "wb") as fh:
-            os.chmod(path, 0o600)
-            async for piece in req.iter_body():
-                size += len(piece)
-                if size > MAX_CONTEXT:
-                    raise HTTPError(413, f"request body larger than {MAX_CONTEXT} bytes")
-                fh.write(piece)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return str(path)
-
-
 async def build(api, req: Request) -> Response:
     tags = [v for k, v in req.query_list if k == "t" and v]
     buildargs = req.qjson("buildargs", {}) or {}
@@ -178,7 +160,7 @@ async def build(api, req: Request) -> Response:
     if req.query.get("remote"):
         raise HTTPError(501, "remote build contexts are not supported: send a tar body")
     await api.policy.check_create(req, "image", {"tags": tags})
-    context = await _spool(req, "build")
+    context = await spool_body(req, "build")
     kwargs = {"dockerfile": req.query.get("dockerfile") or "Dockerfile", "tags": tags,
               "build_args": {k: v for k, v in buildargs.items() if v is not None},
               "target": req.query.get("target") or None, "no_cache": req.qbool("nocache"),
@@ -229,7 +211,7 @@ def archive_tags(path: str) -> list[str]:
 
 async def load(api, req: Request) -> Response:
     await api.policy.check_create(req, "image", {})
-    src = await _spool(req, "load")
+    src = await spool_body(req, "load")
     tags = await asyncio.to_thread(archive_tags, src)
     loaded = await api.backend.call("image_load", src)
     loaded = tags or loaded

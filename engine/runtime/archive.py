@@ -37,11 +37,22 @@ _GO_MODE_BITS = (
 )
 
 
+def _absolute(path: str) -> str:
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
+def tar_writer(dest: BinaryIO | str | Path) -> tarfile.TarFile:
+    """A tar being written to a file named ``dest`` or streamed to the stream ``dest``."""
+    if isinstance(dest, (str, Path)):
+        return tarfile.open(name=dest, mode="w", format=tarfile.PAX_FORMAT)
+    return tarfile.open(fileobj=dest, mode="w|", format=tarfile.PAX_FORMAT)
+
+
 def locate(root: Path, path: str) -> Path:
     """The host path of the container's ``path`` (its last component not followed)."""
     if not path or "\x00" in path:
         raise InvalidArgument("path is required: the container's file or directory")
-    clean = posixpath.normpath("/" + path.lstrip("/"))
+    clean = _absolute(path)
     if clean == "/":
         return root
     parent, base = posixpath.split(clean)
@@ -83,9 +94,7 @@ def read_archive(root: Path, path: str, dest: BinaryIO | str | Path) -> None:
     """Write a tar of ``path`` (recursively; links stored, never followed) to ``dest``."""
     host = locate(root, path)
     name = "." if host == root else host.name
-    kw: dict = ({"name": dest, "mode": "w"} if isinstance(dest, (str, Path))
-                else {"fileobj": dest, "mode": "w|"})
-    with tarfile.open(format=tarfile.PAX_FORMAT, **kw) as tar:
+    with tar_writer(dest) as tar:
         tar.add(host, arcname=name, recursive=True)
 
 
@@ -97,7 +106,7 @@ def write_archive(root: Path, path: str, src: BinaryIO) -> int:
     """
     from engine.images.unpack import unpack_stream
 
-    target = resolve_in_root(root, posixpath.normpath("/" + path.lstrip("/")))
+    target = resolve_in_root(root, _absolute(path))
     if target is None:
         raise NotFound(f"Could not find the file {path} in container")
     if not target.is_dir():

@@ -30,7 +30,6 @@ import shutil
 import signal as signal_mod
 import socket
 import struct
-import tarfile
 import threading
 import time
 import uuid
@@ -1229,12 +1228,9 @@ class ContainerManager:
     def export(self, id_or_name: str, dest: str | Path | BinaryIO) -> None:
         """The container's merged root filesystem as a tar stream (``docker export``)."""
         c = self.get(id_or_name)
-        with self._merged_root(c) as root:
-            kw: dict[str, Any] = ({"name": dest, "mode": "w"} if isinstance(dest, (str, Path))
-                                  else {"fileobj": dest, "mode": "w|"})
-            with tarfile.open(**kw) as tar:
-                for entry in sorted(os.listdir(root)):
-                    tar.add(root / entry, arcname=entry, recursive=True)
+        with self._merged_root(c) as root, archive.tar_writer(dest) as tar:
+            for entry in sorted(os.listdir(root)):
+                tar.add(root / entry, arcname=entry, recursive=True)
 
     # -- docker cp ------------------------------------------------------------------------
 
