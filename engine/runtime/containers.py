@@ -675,6 +675,7 @@ class ContainerManager:
                 seccomp=seccomp_profile(str(self.engine.config.seccomp_profile)),
                 read_only=c.spec.read_only, console_size=c.spec.tty_size,
             )
+            self.runtime_for(c).prepare(oci)
             write_json_atomic(cdir.bundle / "config.json", oci)
             cfg = cdir.read_config()
             cfg["NetworkSettings"] = settings

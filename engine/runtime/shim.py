@@ -349,8 +349,9 @@ class Supervisor:
             close_after += [out_w, err_w]
         try:
             proc = subprocess.Popen(self.runtime.command("run", *args, self.rid,
-                                                         log_file=runtime_log),
-                                    stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+                                                         log_file=runtime_log, wrapped=False),
+                                    stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                    preexec_fn=self.runtime.preexec)
             rc = wait_child(proc, 60)
         except (OSError, subprocess.SubprocessError) as exc:
             rc, _ = -1, exc

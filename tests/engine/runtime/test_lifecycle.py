@@ -156,27 +156,29 @@ def test_export_and_diff_paths(engine, containers):
     assert c.id in engine.containers.ids_using_image(image_id)
 
 
-def test_crun_runs_containers_too(engine, engine_config, leak_check):
-    """crun (with the hybrid-host trick where needed) runs the same bundles as runc."""
+@pytest.mark.parametrize("runtime", ["crun", "runc"])
+def test_either_runtime_runs_containers(engine, engine_config, leak_check, runtime):
+    """crun (with the hybrid-host trick where needed) and runc run the same bundles."""
     import shutil
     from dataclasses import replace
 
     from engine import Engine
 
-    if shutil.which("crun") is None:
-        pytest.skip("crun is not installed")
-    eng = Engine(config=replace(engine_config, runtime="crun"))
-    assert eng.containers.runtime.name == "crun"
+    if shutil.which(runtime) is None:
+        pytest.skip(f"{runtime} is not installed")
+    eng = Engine(config=replace(engine_config, runtime=runtime))
+    assert eng.containers.runtime.name == runtime
     c = eng.containers.create(ContainerSpec(image="busybox:latest", network_mode="none",
-                                            cmd=["sh", "-c", "echo pid=$$; hostname"],
-                                            hostname="crunbox", memory=32 * 1024 * 1024))
+                                            cmd=["sh", "-c", "echo pid=$$; hostname; "
+                                                 "grep Seccomp: /proc/self/status"],
+                                            hostname="rtbox", memory=32 * 1024 * 1024))
     try:
         eng.containers.start(c.id)
         assert eng.containers.wait(c.id, timeout=20) == 0
         out = b"".join(e.data for e in eng.containers.logs(c.id))
-        assert out == b"pid=1\ncrunbox\n"
+        assert out == b"pid=1\nrtbox\nSeccomp:\t2\n"  # 2: a filter is in force
         # the default engine still manages it with the runtime it was made with
-        assert engine.containers.get(c.id).config["Runtime"] == "crun"
+        assert engine.containers.get(c.id).config["Runtime"] == runtime
         engine.containers.remove(c.id)
         assert leak_check(engine, c) == []
     finally:
