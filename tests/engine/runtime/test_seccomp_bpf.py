@@ -90,6 +90,7 @@ def test_bad_profiles_are_refused_by_name():
 
 def test_the_cache_survives_and_heals(profile, tmp_path, monkeypatch):
     """A second process reads the file; a damaged file is compiled afresh, not trusted."""
+    monkeypatch.setattr(seccomp_bpf, "_memo", {})  # not what an earlier test left in memory
     first = seccomp_bpf.bpf_base64(profile, tmp_path)
     [cached] = list(tmp_path.glob("*.bpf"))
     assert base64.b64decode(first) == cached.read_bytes()
