@@ -96,15 +96,24 @@ def main() -> int:
 
         # run --rm busybox true, as the docker CLI sends it (remove after wait).
         runs = []
+        phases: dict[str, list[float]] = {"create": [], "start": [], "wait": [], "remove": []}
         for i in range(args.n + 3):
             t0 = time.perf_counter()
             c = client.api.create_container("busybox", ["true"])
+            t1 = time.perf_counter()
             client.api.start(c["Id"])
+            t2 = time.perf_counter()
             client.api.wait(c["Id"])
+            t3 = time.perf_counter()
             client.api.remove_container(c["Id"])
+            t4 = time.perf_counter()
             if i >= 3:  # the first rounds warm caches and connections
-                runs.append(time.perf_counter() - t0)
+                runs.append(t4 - t0)
+                for name, took in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    phases[name].append(took)
         print(f"run --rm busybox true   {median_ms(runs)}   target < 60 ms")
+        print("  of which (medians): " + ", ".join(
+            f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in phases.items()))
 
         for i in range(args.containers):
             client.api.create_container("busybox", ["true"], name=f"bench-{i:03d}")
