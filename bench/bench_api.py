@@ -115,6 +115,19 @@ def main() -> int:
         print("  of which (medians): " + ", ".join(
             f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in phases.items()))
 
+        # One call's floor: wait on a container that has exited (the worker answers at once).
+        done = client.api.create_container("busybox", ["true"])
+        client.api.start(done["Id"])
+        client.api.wait(done["Id"])
+        floor = []
+        for i in range(args.n + 3):
+            t0 = time.perf_counter()
+            client.api.wait(done["Id"])
+            if i >= 3:
+                floor.append(time.perf_counter() - t0)
+        client.api.remove_container(done["Id"])
+        print(f"one call (wait, exited) {median_ms(floor)}")
+
         for i in range(args.containers):
             client.api.create_container("busybox", ["true"], name=f"bench-{i:03d}")
         ps = []
