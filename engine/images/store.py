@@ -446,10 +446,11 @@ class ImageStore:
                 with contextlib.ExitStack() as stack:
                     if source is None:
                         source = stack.enter_context(self.blobs.open(blob_digest))
+                    if not hasattr(source, "peek"):  # a download reads and peeks itself
+                        source = io.BufferedReader(source, CHUNK)  # type: ignore[arg-type]
                     # No gzip CRC: the diff ID check below covers the same bytes.
-                    result = unpack_blob(io.BufferedReader(source, CHUNK),  # type: ignore[arg-type]
-                                         tmpdir / "diff", what=f"layer {blob_digest}",
-                                         check_crc=False)
+                    result = unpack_blob(source, tmpdir / "diff",  # type: ignore[arg-type]
+                                         what=f"layer {blob_digest}", check_crc=False)
                 if result.diff_id != diff_id:
                     raise LayerRejected(f"layer {blob_digest}: its content has diff ID "
                                         f"{result.diff_id}, the image config says {diff_id}")

@@ -7,9 +7,11 @@ type, mode, owners, size, mtime, link target, PAX records — so this reader
 parses exactly those, from a buffer refilled 1 MiB at a time.
 
 The refills come from a helper thread that reads (and so decompresses) them
-and hands each to a second helper that hashes it (the diff ID): zlib, zstd
-and hashlib all release the GIL, so that work runs beside this thread, which
-parses headers and creates files and is the busiest of the three. Headers are parsed with
+and hashes them (the diff ID): zlib, zstd and hashlib all release the GIL, so
+that work runs beside this thread, which parses headers and creates files and
+is the busier of the two. Pieces are handed over as the decompressor makes
+them, cut at block boundaries, so no big buffer is copied to join another.
+Headers are parsed with
 one ``struct`` call and ``int(field, 8)`` on the fast path; only a field that
 is not plain octal goes to the careful parser.
 
@@ -29,11 +31,16 @@ refused: no real layer needs them.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ctypes
 import hashlib
+import os
 import queue
+import select
 import struct
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import IO
@@ -155,61 +162,170 @@ def _parse_pax(data: bytes) -> dict[str, bytes]:
     return out
 
 
-class _Hasher(threading.Thread):
-    """Hashes the tar bytes (the diff ID) on its own thread: hashlib releases the GIL,
-    so neither the decompression nor the parser waits for it."""
+class Channel:
+    """A FIFO from threads to one consumer thread, whose wake-ups happen outside the GIL.
+
+    ``queue.Queue`` and ``SimpleQueue`` wake a sleeping consumer by releasing a
+    lock: a futex wake made while holding the GIL. On a two-vCPU VM the woken
+    thread often preempts its waker right there and then waits for the GIL the
+    waker still holds; in a pull (four layers, a dozen threads) ``Queue.put``'s
+    ``notify`` was the biggest holder of the GIL, and every file write waited
+    behind it. Here the consumer sleeps in ``poll`` on an eventfd and a producer
+    signals with ``eventfd_write``, both system calls made without the GIL, and
+    only when the consumer has said it is about to sleep.
+    """
 
     def __init__(self) -> None:
-        super().__init__(name="tar-hash", daemon=True)
-        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self.sha = hashlib.sha256()
-        self.count = 0
+        self.items: collections.deque = collections.deque()
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        self.sleeping = False
 
-    def run(self) -> None:
-        while (chunk := self.q.get()) is not None:
-            self.sha.update(chunk)
-            self.count += len(chunk)
+    def put(self, item: object) -> None:
+        self.items.append(item)
+        if self.sleeping:
+            os.eventfd_write(self.fd, 1)
+
+    def get(self, timeout: float | None = None) -> object:
+        """The next item; ``queue.Empty`` after ``timeout`` seconds without one."""
+        items = self.items
+        if items:
+            return items.popleft()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                self.sleeping = True
+                if items:  # put between the first look and ``sleeping``
+                    return items.popleft()
+                ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                if self.poller.poll(ms):
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(self.fd)
+                elif deadline is not None and time.monotonic() >= deadline and not items:
+                    raise queue.Empty
+        finally:
+            self.sleeping = False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # also at interpreter exit
+            self.close()
 
 
 class _Pump(threading.Thread):
-    """Reads (and thereby decompresses) the stream and hashes it, ahead of the parser."""
+    """Reads (and thereby decompresses) the stream ahead of the parser, and hashes it.
+
+    Hashing here rather than on a third thread saves a hand-off per piece (and a
+    thread per layer, when four layers unpack at once on two cores): hashlib
+    releases the GIL, so the parser runs meanwhile all the same.
+
+    A stream with ``readinto`` (ISA-L's gzip reader, a file) fills buffers from a
+    small pool, which the parser hands back when it has moved past them: no
+    buffer is allocated, zeroed or copied per piece (other streams' pieces take a
+    token from the same pool, which bounds what is queued). The pieces the parser
+    gets are cut at 512-byte blocks (a small carried remainder is joined to the
+    start of the next), so a tar header never straddles two of them and the
+    parser never joins big buffers either.
+    """
+
+    #: buffers per reader: the parser's, a few queued, the one being filled
+    DEPTH = 6
+    #: Buffers of finished readers, for the next ones (no fresh pages to zero and fault).
+    _spare: list[bytearray] = []
+    _spare_lock = threading.Lock()
 
     def __init__(self, stream: IO[bytes]) -> None:
         super().__init__(name="tar-pump", daemon=True)
         self.stream = stream
-        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        #: (piece, the pool buffer or token it holds, or None), then None at the end
+        self.q = Channel()
+        self.free = Channel()
+        self.readinto = getattr(stream, "readinto", None)
+        if self.readinto is not None:
+            with self._spare_lock:
+                for _ in range(self.DEPTH):
+                    self.free.put(self._spare.pop() if self._spare else bytearray(REFILL))
+        else:
+            for _ in range(self.DEPTH):
+                self.free.put(_TOKEN)
         self.error: BaseException | None = None
         self.stop = threading.Event()
-        self.hasher = _Hasher()
+        self.sha = hashlib.sha256()
+        self.count = 0
+        self.carry = b""
+
+    def recycle(self, buf: object) -> None:
+        """The parser is done with the piece that held ``buf``."""
+        self.free.put(buf)
+
+    def _piece(self, chunk: bytes | memoryview, buf: object) -> None:
+        """Hash ``chunk`` and queue it cut at a block boundary (``buf``: what it holds)."""
+        self.sha.update(chunk)
+        self.count += len(chunk)
+        carry = self.carry
+        if carry:  # complete the block the last piece ended inside
+            k = BLOCK - len(carry)
+            if len(chunk) < k:
+                self.carry = carry + chunk
+                self.recycle(buf)
+                return
+            self.q.put((carry + chunk[:k], None))
+            chunk, self.carry = memoryview(chunk)[k:], b""
+        cut = len(chunk) - len(chunk) % BLOCK
+        if cut < len(chunk):
+            self.carry = bytes(chunk[cut:])
+            chunk = memoryview(chunk)[:cut]
+        if cut:
+            self.q.put((chunk, buf))
+        else:
+            self.recycle(buf)
+
+    def _buffer(self) -> object | None:
+        """A free pool buffer or token (None once told to stop)."""
+        while not self.stop.is_set():
+            try:
+                return self.free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
 
     def run(self) -> None:
-        self.hasher.start()
+        readinto, read = self.readinto, self.stream.read
         try:
-            while not self.stop.is_set():
-                chunk = self.stream.read(REFILL)
+            while (buf := self._buffer()) is not None:
+                if readinto is not None:
+                    n = readinto(buf)
+                    chunk = memoryview(buf)[:n]
+                else:
+                    chunk = read(REFILL)
                 if not chunk:
+                    self.recycle(buf)
                     break
-                self.hasher.q.put(chunk)
-                while not self.stop.is_set():
-                    try:
-                        self.q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._piece(chunk, buf)
+            if self.carry and not self.stop.is_set():
+                self.q.put((self.carry, None))
         except BaseException as err:  # reported to the parser
             self.error = err
         finally:
-            self.hasher.q.put(None)
-            while True:
-                try:
-                    self.q.put(None, timeout=0.1)
-                    break
-                except queue.Full:
-                    if self.stop.is_set():
-                        try:
-                            self.q.get_nowait()
-                        except queue.Empty:
-                            pass
+            self.q.put(None)
+
+    def give_back(self) -> None:
+        """After the thread ended: keep the pool's buffers for the next reader."""
+        with self._spare_lock:
+            while self.free.items:
+                buf = self.free.items.popleft()
+                if isinstance(buf, bytearray) and len(self._spare) < 4 * self.DEPTH:
+                    self._spare.append(buf)
+        self.free.close()
+        self.q.close()
+
+
+_TOKEN = object()
 
 
 class TarReader:
@@ -226,18 +342,26 @@ class TarReader:
         self._pending = 0    # data bytes of the current member not yet consumed
         self._padding = 0
         self._global: dict[str, bytes] = {}
+        self._held: object | None = None  # the pool buffer (or token) ``buf`` holds
 
     # ------------------------------------------------------------------ buffer
     def _fill(self) -> bool:
         if self.eof:
             return False
-        chunk = self.pump.q.get()
-        if chunk is None:
+        item = self.pump.q.get()
+        # Pieces end on block boundaries, so only a long extended header leaves a rest.
+        rest = bytes(self.buf[self.pos:])
+        if self._held is not None:  # nothing points into the last buffer any more
+            self.pump.recycle(self._held)
+            self._held = None
+        if item is None:
             self.eof = True
+            self.buf, self.pos = rest, 0
+            self._view = memoryview(self.buf)
             if self.pump.error is not None:
                 raise self.pump.error
             return False
-        rest = self.buf[self.pos:]
+        chunk, self._held = item
         self.buf = rest + chunk if rest else chunk
         self._view = memoryview(self.buf)
         self.pos = 0
@@ -247,7 +371,7 @@ class TarReader:
         while len(self.buf) - self.pos < n:
             if not self._fill():
                 raise TarFormatError("unexpected end of the tar stream")
-        data = self.buf[self.pos:self.pos + n]
+        data = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
         return data
 
@@ -418,23 +542,25 @@ class TarReader:
             self.buf, self.pos = b"", 0
         self._view = memoryview(self.buf)
         self.pump.join()
+        if self._held is not None:
+            self.pump.recycle(self._held)
+            self._held = None
+        self.pump.give_back()
         if self.pump.error is not None:
             raise self.pump.error
-        hasher = self.pump.hasher
-        hasher.join()
-        return "sha256:" + hasher.sha.hexdigest(), hasher.count
+        return "sha256:" + self.pump.sha.hexdigest(), self.pump.count
 
     def close(self) -> None:
         """Stop the pump (after an error); safe to call twice."""
         self.pump.stop.set()
-        while True:
+        while not self.eof:
             try:
-                if self.pump.q.get_nowait() is None:
+                if self.pump.q.get(timeout=0.01) is None:
                     break
             except queue.Empty:
                 if not self.pump.is_alive():
                     break
-                threading.Event().wait(0.01)
         self.pump.join(5)
-        if self.pump.hasher.is_alive():
-            self.pump.hasher.join(5)  # ends on the None the pump queues last
+        if not self.pump.is_alive():
+            self.pump.q.close()
+            self.pump.free.close()

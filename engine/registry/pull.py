@@ -17,12 +17,19 @@ Python work (tar headers, one call per file) is small beside them.
 The compressed blob is written to its partial file with ``O_DIRECT`` where the
 filesystem allows it (:class:`_PartialFile`): it is not read again soon, and
 on a VM filling fresh page-cache pages costs more CPU than decompressing the
-same bytes, while a direct write is DMA the thread just waits for. It also makes
-the blob's bytes durable as they arrive, so the check before the rename is a
-cheap ``fdatasync`` rather than an ``fsync`` flushing megabytes. (kill -9 needs
-no flush at all: a blob is renamed into place only after its digest checked
-out, and the kernel keeps what a killed process wrote; the sync is for power
-loss.)
+same bytes, while a direct write is DMA a thread just waits for -- a writer
+thread of the partial file's own, which also hashes the blob, so that neither
+the wait nor the hashing holds up the inflating. It also makes the blob's bytes
+durable as they arrive, so the check before the rename is a cheap
+``fdatasync`` rather than an ``fsync`` flushing megabytes. (kill -9 needs no
+flush at all: a blob is renamed into place only after its digest checked out,
+and the kernel keeps what a killed process wrote; the sync is for power loss.)
+
+The bytes are copied as few times as Python allows: the socket is read
+straight into ISA-L's input buffer (``http.client``'s ``readinto``), copied once
+into the partial file's aligned stage, and inflated straight into the tar
+reader's pool buffers. Threads hand work to each other through
+:class:`~engine.images.tarstream.Channel`, whose wake-ups are made outside the GIL.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import http.client
 import io
 import mmap
 import os
@@ -46,6 +54,7 @@ from engine.images import reference as refs
 from engine.images.blobs import sha256_bytes
 from engine.images.compression import CHUNK
 from engine.images.store import ImageStore, Layer, chain_ids, host_platform, host_variant
+from engine.images.tarstream import Channel
 from engine.registry import manifest as mf
 from engine.registry.transport import RegistrySession, read_capped
 
@@ -239,13 +248,15 @@ class _BlobFetch(io.RawIOBase):
         if self.kept > d.size:
             os.ftruncate(self.fd, 0)
             self.kept = 0
-        self.out = _PartialFile(self.fd, self.kept) if self.needed else None
         self.pos = 0              # bytes handed to the reader so far
-        self.sha = hashlib.sha256()
+        self.sha = hashlib.sha256()  # updated by the partial file's writer thread
+        self.out = _PartialFile(self.fd, self.kept, self.sha) if self.needed else None
         self.response = None
         self.chunks = None
+        self.fp: http.client.HTTPResponse | None = None  # read into buffers when set
         self.skip = 0             # bytes to drop from a 200 answer that ignored Range
         self.pending = b""
+        self.peeked = b""         # read by peek(), not yet by read()
         self.last = -1
         self.done = False
         self.synced = False
@@ -273,6 +284,9 @@ class _BlobFetch(io.RawIOBase):
             # Straight from http.client: one read, no copy into requests' and urllib3's buffers.
             raw = self.response.raw
             self.chunks = iter(lambda: raw.read(CHUNK, decode_content=False), b"")
+            fp = getattr(raw, "_fp", None)  # urllib3's http.client response, for readinto
+            if isinstance(fp, http.client.HTTPResponse) and not self.skip:
+                self.fp = fp
         else:  # a proxy compressed the blob again for the wire: let requests undo that
             self.chunks = self.response.iter_content(CHUNK)
 
@@ -283,9 +297,7 @@ class _BlobFetch(io.RawIOBase):
             try:
                 chunk = next(self.chunks, b"")
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
-                raise RegistryError(f"{self.p.where}: layer {self.d.digest}: connection lost "
-                                    f"after {self.pos} of {self.d.size} bytes "
-                                    f"({type(err).__name__}; the next pull resumes)") from None
+                raise self._lost(err) from None
             if not chunk or not self.skip:
                 return chunk
             drop = min(self.skip, len(chunk))
@@ -294,13 +306,60 @@ class _BlobFetch(io.RawIOBase):
             if chunk:
                 return chunk
 
+    def peek(self, n: int = 1) -> bytes:
+        """The next bytes without consuming them (what ``open_decompressed`` sniffs)."""
+        if not self.peeked:
+            self.peeked = self._next(CHUNK)
+        return self.peeked
+
+    def read(self, n: int = -1) -> bytes:
+        """The next piece of the blob, at most ``n`` bytes (b"" at its end).
+
+        The bytes object a socket read made, as it is: no copy into a buffer of
+        a BufferedReader and out again (two copies of every byte, under the GIL).
+        """
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        if self.peeked:
+            data = self.peeked
+            if len(data) > n:
+                data, self.peeked = data[:n], data[n:]
+            else:
+                self.peeked = b""
+            return data
+        return self._next(n)
+
     def readinto(self, b) -> int:
-        n = len(b)
+        """Into ``b`` (ISA-L's input buffer): from the socket itself, when nothing is pending,
+        so the bytes are copied once (to the partial file's stage), not three times."""
+        if self.chunks is None and self.kept <= self.pos < self.d.size:
+            self._open()
+        if (self.fp is None or self.peeked or self.pending or self.skip
+                or self.pos < self.kept or self.pos >= self.d.size):
+            data = self.read(len(b))
+            b[:len(data)] = data
+            return len(data)
+        # One byte more than the manifest declares is asked for, to notice a longer blob.
+        view = memoryview(b).cast("B")[:min(len(b), self.d.size - self.pos + 1)]
+        try:
+            n = self.fp.readinto(view)
+        except (http.client.HTTPException, OSError) as err:
+            raise self._lost(err) from None
+        self._account(view[:n])
+        return n
+
+    def _lost(self, err: BaseException) -> RegistryError:
+        return RegistryError(f"{self.p.where}: layer {self.d.digest}: connection lost "
+                             f"after {self.pos} of {self.d.size} bytes "
+                             f"({type(err).__name__}; the next pull resumes)")
+
+    def _next(self, n: int) -> bytes:
         if self.pos < self.kept:  # replay the partial file
             data = os.pread(self.fd, min(n, self.kept - self.pos), self.pos)
             if not data:
                 raise RegistryError(f"{self.p.where}: partial download of {self.d.digest} "
                                     "shrank while reading it")
+            self.out.hash(data)
         elif self.pos >= self.d.size and not self.pending:
             data = b""  # all there (e.g. kept whole by an attempt killed before the rename)
         else:
@@ -308,51 +367,57 @@ class _BlobFetch(io.RawIOBase):
             self.pending = b""
             if len(data) > n:
                 data, self.pending = data[:n], data[n:]
-            if data:
-                if self.pos + len(data) > self.d.size:
-                    self._discard()
-                    raise RegistryError(f"{self.p.where}: layer {self.d.digest} is larger than "
-                                        f"the {self.d.size} bytes its manifest declares")
-                self.out.write(data)
-            elif self.pos != self.d.size:
-                raise RegistryError(f"{self.p.where}: layer {self.d.digest}: got {self.pos} of "
-                                    f"{self.d.size} bytes (connection cut; the next pull "
-                                    "resumes)")
-        self.sha.update(data)
+            self._account(data)
+            return data
+        self._advance(data)
+        return data
+
+    def _account(self, data: bytes | memoryview) -> None:
+        """Bytes from the network: checked against the declared size, staged, counted."""
+        if data:
+            if self.pos + len(data) > self.d.size:
+                self._discard()
+                raise RegistryError(f"{self.p.where}: layer {self.d.digest} is larger than "
+                                    f"the {self.d.size} bytes its manifest declares")
+            self.out.write(data)
+        elif self.pos != self.d.size:
+            raise RegistryError(f"{self.p.where}: layer {self.d.digest}: got {self.pos} of "
+                                f"{self.d.size} bytes (connection cut; the next pull "
+                                "resumes)")
+        self._advance(data)
+
+    def _advance(self, data: bytes | memoryview) -> None:
         self.pos += len(data)
-        b[:len(data)] = data
         if data and self.pos == self.d.size and self.pos > self.kept:
-            # All here: sync now, on this (pump) thread, while the unpacker finishes.
-            self.out.flush()
-            os.fdatasync(self.fd)
+            # All here: the writer syncs now, while the unpacker finishes.
+            self.out.finish()
             self.synced = True
         step = self.pos * 20 // max(self.d.size, 1)
         if data and step != self.last:
             self.last = step
             self.p.progress({"status": "Downloading", "id": self.sid, "progressDetail": {
                 "current": self.pos, "total": self.d.size}})
-        return len(data)
 
     def drain(self) -> None:
-        buf = bytearray(CHUNK)
-        while self.readinto(buf):
+        while self.read(CHUNK):
             pass
 
     def complete(self) -> None:
         """Verify the whole blob and move it into the store (idempotent)."""
         if self.done:
             return
-        if self.pos != self.d.size:
+        if self.pos != self.d.size or self.peeked:
             self.drain()
         self.p.progress({"status": "Verifying Checksum", "id": self.sid, "progressDetail": {}})
+        if not self.synced:  # cheap after direct writes; the rename must not outrun the data
+            self.out.finish()
+            self.synced = True
+        self.out.wait()  # every byte hashed, written and synced
         got = "sha256:" + self.sha.hexdigest()
         if got != self.d.digest:
             self._discard()
             raise RegistryError(f"{self.p.where}: layer {self.d.digest} failed verification: "
                                 f"its content hashes to {got}")
-        if not self.synced:  # cheap after direct writes; the rename must not outrun the data
-            self.out.flush()
-            os.fdatasync(self.fd)
         self.p.store.blobs.adopt(self.partial, self.d.digest)
         self.done = True
         self.p.progress({"status": "Download complete", "id": self.sid, "progressDetail": {}})
@@ -387,40 +452,67 @@ class _BlobFetch(io.RawIOBase):
 
 
 class _PartialFile:
-    """Appends to a partial download, bypassing the page cache where it can.
+    """Appends to a partial download (and hashes it) on a writer thread, bypassing the page
+    cache where it can.
 
-    Bytes are staged in a page-aligned buffer and written in whole blocks with
-    ``O_DIRECT``, at block-aligned offsets; less than a block waits in the
-    buffer for the next append or :meth:`flush` (an ordinary write). So the file
-    is always a prefix of the blob, lagging what was received by less than a
-    block. A partial file kept by an earlier attempt may end mid-block: its
-    first block is completed with an ordinary write. A filesystem that refuses
-    ``O_DIRECT`` (tmpfs, some overlays) gets ordinary writes throughout.
+    Bytes are staged in page-aligned buffers and written in whole blocks with
+    ``O_DIRECT``, at block-aligned offsets; less than a block waits for the next
+    append or :meth:`flush` (an ordinary write). A direct write returns only when
+    the device has the data (about 2 ms a MiB here): on the thread that also
+    inflates, that wait was a third of a layer's time. So one thread per file
+    takes the staged buffers in order, hashes them (the blob's digest; hashlib
+    releases the GIL) and writes them, while the caller goes on reading and
+    inflating; a few buffers in flight bound the memory. One writer, one order:
+    the file is always a prefix of the blob, lagging what was received.
+
+    A partial file kept by an earlier attempt may end mid-block: its first block
+    is completed with an ordinary write. A filesystem that refuses ``O_DIRECT``
+    (tmpfs, some overlays) gets ordinary writes throughout. An error on the
+    writer thread is raised by the next call here.
     """
 
     STAGE = CHUNK + ALIGN
+    #: staged buffers per file: one filling, the others being hashed and written
+    DEPTH = 3
     #: Buffers of finished downloads, for the next ones: touching a fresh mapping's pages
     #: costs a fault per 4 KiB, more than the copies into it.
     _spare: list[mmap.mmap] = []
     _spare_lock = threading.Lock()
 
-    def __init__(self, fd: int, offset: int) -> None:
+    def __init__(self, fd: int, offset: int, sha) -> None:
         self.fd = fd            # the ordinary descriptor: heads, tails, truncation
         self.offset = offset    # where the first staged byte goes in the file
+        self.sha = sha          # updated on the writer thread, in stream order
+        self.buffers: list[mmap.mmap] = []
+        self.free = Channel()     # buffers the writer is done with
         with self._spare_lock:
-            stage = self._spare.pop() if self._spare else None
-        if stage is None:
-            stage = mmap.mmap(-1, self.STAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.stage = stage
+            while self._spare and len(self.buffers) < self.DEPTH:
+                self.buffers.append(self._spare.pop())
+        while len(self.buffers) < self.DEPTH:
+            self.buffers.append(mmap.mmap(-1, self.STAGE,
+                                          flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS))
+        for buf in self.buffers[1:]:
+            self.free.put(buf)
+        self.stage = self.buffers[0]
         self.view = memoryview(self.stage)
         self.fill = 0
         try:  # the same open file again (not the path: it may be renamed), direct this time
             self.direct = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
         except OSError:
             self.direct = -1
+        self.error: BaseException | None = None
+        self.jobs = Channel()     # for the writer, in stream order
+        self.done = Channel()     # the writer's answers to barriers
+        self.thread = threading.Thread(target=self._run, name="blob-write", daemon=True)
+        self.thread.start()
+
+    # -- the caller's side ---------------------------------------------------------------
+    def hash(self, data: bytes) -> None:
+        """Hash bytes that are already in the file (an earlier attempt's), in order."""
+        self._submit(("hash", data))
 
     def write(self, data: bytes) -> None:
-        """Append ``data``; whole blocks go to the file at once."""
+        """Append ``data``; whole blocks are handed to the writer at once."""
         src = memoryview(data)
         while src:
             n = min(len(src), self.STAGE - self.fill)
@@ -430,46 +522,116 @@ class _PartialFile:
             self._drain(final=False)
 
     def flush(self) -> None:
-        """Write out everything staged (the tail too)."""
+        """Write out everything staged (the tail too) and wait until it is in the file."""
         self._drain(final=True)
+        self.wait()
+
+    def finish(self) -> None:
+        """All bytes are here: write the tail and ``fdatasync`` on the writer, not waiting."""
+        self._drain(final=True)
+        self._submit(("sync",))
+
+    def wait(self) -> None:
+        """Until every job handed over is done; raise the writer's error if it had one."""
+        if self.thread.is_alive():
+            self.jobs.put(("barrier",))
+            self.done.get()
+        if self.error is not None:
+            raise self.error
+
+    def _submit(self, job: tuple) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put(job)
 
     def _drain(self, final: bool) -> None:
         while self.fill:
             head = -self.offset % ALIGN  # bytes up to the next block boundary
             if self.direct >= 0 and not head and self.fill >= ALIGN:
-                try:
-                    n = os.pwrite(self.direct, self.view[:self.fill - self.fill % ALIGN],
-                                  self.offset)
-                except OSError as err:
-                    if err.errno != errno.EINVAL:
-                        raise
-                    os.close(self.direct)  # the filesystem wants other alignment: plain writes
-                    self.direct = -1
-                    continue
+                n = self.fill - self.fill % ALIGN
+                job = "direct"
             elif self.direct >= 0 and head:
-                n = os.pwrite(self.fd, self.view[:min(self.fill, head)], self.offset)
+                n = min(self.fill, head)
+                job = "plain"
             elif final or self.direct < 0:
-                n = os.pwrite(self.fd, self.view[:self.fill], self.offset)
+                n = self.fill
+                job = "plain"
             else:
                 return  # less than a block: it waits for more
+            if self.error is not None:
+                raise self.error
+            nxt = self.free.get()  # a buffer back from the writer: memory stays bounded
+            rest = self.fill - n
+            if rest:  # the unaligned remainder starts the next buffer
+                nxt[:rest] = self.view[n:self.fill]
+            self._submit((job, self.stage, n, self.offset))
+            self.view.release()
+            self.stage, self.view = nxt, memoryview(nxt)
             self.offset += n
-            self.fill -= n
-            if self.fill:
-                self.stage.move(0, n, self.fill)
+            self.fill = rest
 
     def discard(self) -> None:
-        """Forget what is staged; the caller truncates the file."""
+        """Forget what is staged or in flight; the caller truncates the file."""
+        with contextlib.suppress(Exception):
+            self.wait()
         self.fill = 0
         self.offset = 0
 
     def close(self) -> None:
-        """Release the buffer and the direct descriptor (not the caller's ``fd``)."""
+        """Stop the writer; release the buffers and the direct descriptor (not ``fd``)."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        for channel in (self.jobs, self.free, self.done):
+            channel.close()
         self.view.release()
         with self._spare_lock:
-            if len(self._spare) < PARALLEL_DOWNLOADS:
-                self._spare.append(self.stage)
-            else:
-                self.stage.close()
+            for buf in self.buffers:
+                if len(self._spare) < PARALLEL_DOWNLOADS * self.DEPTH:
+                    self._spare.append(buf)
+                else:
+                    with contextlib.suppress(BufferError):
+                        buf.close()
+        self.buffers = []
         if self.direct >= 0:
             os.close(self.direct)
             self.direct = -1
+
+    # -- the writer thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                if job[0] == "barrier":
+                    self.done.put(True)
+                elif self.error is None:
+                    self._do(job)
+            except BaseException as err:  # raised to the caller by its next call
+                self.error = err.with_traceback(None)  # no frames holding the buffers
+            finally:
+                if job[0] in ("direct", "plain"):
+                    self.free.put(job[1])
+
+    def _do(self, job: tuple) -> None:
+        kind = job[0]
+        if kind == "hash":
+            self.sha.update(job[1])
+            return
+        if kind == "sync":
+            os.fdatasync(self.fd)
+            return
+        _kind, buf, n, offset = job
+        data = memoryview(buf)[:n]
+        self.sha.update(data)
+        done = 0
+        while done < n:
+            if kind == "direct" and self.direct >= 0:
+                try:
+                    done += os.pwrite(self.direct, data[done:], offset + done)
+                    continue
+                except OSError as err:
+                    if err.errno != errno.EINVAL:
+                        raise
+                    # The filesystem wants other alignment: plain writes from now on.
+                    os.close(self.direct)
+                    self.direct = -1
+            done += os.pwrite(self.fd, data[done:], offset + done)
