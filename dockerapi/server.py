@@ -19,6 +19,7 @@ import signal
 from pathlib import Path
 
 from dockerapi.http import serve_connection
+from estiba.gil import favor_waiting_threads
 
 DEFAULT_SOCKET = "/run/estiba/estiba.sock"
 DEFAULT_TCP = "127.0.0.1:2375"
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    favor_waiting_threads()  # handlers hand every engine call to a thread
     api = build_api(args.local, use_django=not args.no_django)
     asyncio.run(serve(api, args.socket or None, args.tcp or None,
                       int(args.socket_mode, 8), args.socket_group))

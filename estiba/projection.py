@@ -261,6 +261,10 @@ def apply_event(engine: Any, host: str, event: Any) -> None:
         elif kind == "network":
             if action == "destroy":
                 drop(Network, "network", host, actor)
+            elif action in ("create", "connect", "disconnect"):
+                # every container start and stop connects and disconnects one network:
+                # that network alone, not a reconcile of them all
+                _refresh_network(engine, host, actor)
             else:
                 reconcile_networks(engine, host)
     except Exception:
@@ -275,6 +279,18 @@ def _container_summary(engine: Any, container_id: str) -> dict:
     except errors.NotFound:
         raise LookupError(container_id) from None
     return container.to_docker_summary()
+
+
+def _refresh_network(engine: Any, host: str, network_id: str) -> None:
+    from engine import errors
+    from estiba.ops import to_json
+
+    try:
+        data = to_json(engine.networks.inspect(network_id))
+    except errors.NotFound:
+        drop(Network, "network", host, network_id)
+        return
+    upsert_network(host, data)
 
 
 def _refresh_images(engine: Any, host: str) -> None:

@@ -212,7 +212,9 @@ _notify_loop: NotifyLoop | None = None
 def start_background() -> None:
     """Start the worker's threads (called once the Celery worker is ready)."""
     from estiba import projection
+    from estiba.gil import favor_waiting_threads
 
+    favor_waiting_threads()
     global _notify_loop
     _notify_loop = NotifyLoop()
     projection.set_sender(_notify_loop.send)

@@ -11,6 +11,7 @@ each kind of object the projection keeps.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -211,3 +212,34 @@ def test_heartbeat_beats_while_a_reconcile_pass_takes_longer_than_its_timeout(
             t.join(10)
         r.delete(key)
         Host.objects.filter(name=host).delete()
+
+
+def test_a_connect_refreshes_that_network_alone(engine, host):
+    """A container joining a network updates that network's row; a gone one is dropped."""
+    from engine.events import Event
+    from engine.runtime.containers import ContainerSpec
+    from estiba import projection
+    from networks_app.models import Network
+
+    net_id = engine.networks.create(f"proj-net-{uuid.uuid4().hex[:6]}")["Id"]
+    other_id = engine.networks.create(f"proj-other-{uuid.uuid4().hex[:6]}")["Id"]
+    c = engine.containers.create(ContainerSpec(image="busybox", cmd=["sleep", "30"],
+                                               network_mode=net_id))
+    try:
+        engine.containers.start(c.id)
+        projection.apply_event(engine, host, Event("network", "connect", net_id,
+                                                   {"container": c.id}))
+        row = Network.objects.get(host=host, engine_id=net_id)
+        assert c.id in (row.data.get("Containers") or {})
+        assert not Network.objects.filter(host=host, engine_id=other_id).exists()  # untouched
+        engine.containers.remove(c.id, force=True)
+        engine.networks.remove(net_id)
+        projection.apply_event(engine, host, Event("network", "disconnect", net_id,
+                                                   {"container": c.id}))
+        assert not Network.objects.filter(host=host, engine_id=net_id).exists()
+    finally:
+        if c.dir.exists():
+            engine.containers.remove(c.id, force=True)
+        for nid in (net_id, other_id):
+            with contextlib.suppress(Exception):
+                engine.networks.remove(nid)
