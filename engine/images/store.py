@@ -299,12 +299,15 @@ class ImageStore:
                     os.close(self._lock_fd)  # closing releases the flock
                     self._lock_fd = None
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
+    def _atomic_write(self, path: Path, data: bytes, durable: bool = True) -> None:
+        """Replace ``path`` by rename; ``durable=False`` skips the fsync (a lease, which
+        means nothing once its writer is gone, as it is after a power loss)."""
         tmp = path.with_name(tmp_name(path.name))
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
 
     def _load(self) -> dict:
@@ -362,7 +365,7 @@ class ImageStore:
         """Protect blobs and layers a writer is still assembling from a concurrent prune."""
         path = self.leases_dir / tmp_name("lease")
         data = {"digests": list(digests), "chains": list(chain), "path": str(path)}
-        self._atomic_write(path, json.dumps(data).encode())
+        self._atomic_write(path, json.dumps(data).encode(), durable=False)
         try:
             yield data
         finally:
@@ -371,7 +374,7 @@ class ImageStore:
     def add_to_lease(self, lease: dict, digests: list[str] = (), chain: list[str] = ()) -> None:
         lease["digests"].extend(digests)
         lease["chains"].extend(chain)
-        self._atomic_write(Path(lease["path"]), json.dumps(lease).encode())
+        self._atomic_write(Path(lease["path"]), json.dumps(lease).encode(), durable=False)
 
     def _leased(self) -> tuple[set[str], set[str]]:
         digests: set[str] = set()

@@ -60,6 +60,8 @@ from engine.registry.transport import RegistrySession, read_capped
 
 Progress = Callable[[dict], None]
 PARALLEL_DOWNLOADS = 4
+#: What a first look at a blob reads (at most): enough to tell its compression.
+PEEK = 64 * 1024
 #: O_DIRECT wants file offsets, lengths and buffer addresses in whole blocks.
 ALIGN = 4096
 
@@ -307,9 +309,24 @@ class _BlobFetch(io.RawIOBase):
                 return chunk
 
     def peek(self, n: int = 1) -> bytes:
-        """The next bytes without consuming them (what ``open_decompressed`` sniffs)."""
+        """The next bytes without consuming them (what ``open_decompressed`` sniffs).
+
+        From the socket, what has arrived (``read1``), not a whole chunk: the
+        unpacking can start with the first packets instead of waiting for a MiB.
+        """
         if not self.peeked:
-            self.peeked = self._next(CHUNK)
+            if self.chunks is None and self.kept <= self.pos < self.d.size:
+                self._open()
+            if (self.fp is not None and not self.pending and not self.skip
+                    and self.kept <= self.pos < self.d.size):
+                try:
+                    data = self.fp.read1(min(PEEK, self.d.size - self.pos + 1))
+                except (http.client.HTTPException, OSError) as err:
+                    raise self._lost(err) from None
+                self._account(data)
+                self.peeked = data
+            else:
+                self.peeked = self._next(CHUNK)
         return self.peeked
 
     def read(self, n: int = -1) -> bytes:
