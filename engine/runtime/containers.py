@@ -48,7 +48,7 @@ from engine.errors import (
     NotModified,
     RuntimeFailure,
 )
-from engine.runtime import archive, shim
+from engine.runtime import archive, dynmods, shim
 from engine.runtime import rootfs as rootfs_mod
 from engine.runtime.launcher import LAUNCHER
 from engine.runtime.logs import LogEntry, read_logs
@@ -624,6 +624,7 @@ class ContainerManager:
 
     def start(self, id_or_name: str) -> None:
         cid = self._find_id(id_or_name)
+        dynmods.favor_dynamic_changes()  # once: moving the container into its cgroups is fast
         with self._op_lock(cid):  # two workers starting one container: one wins
             self._start(cid)
 
