@@ -93,3 +93,28 @@ def test_json_both_ways_keeps_bytes_and_engine_types():
     assert ops.loads(raw)["b"] == b"\x00\xff" and ops.loads(raw)["3"][0]["nested"] == b"n"
     plain = json.dumps({"ok": [{"Id": "x", "Labels": {"a": "b"}}]})
     assert ops.loads(plain) == ops.loads(plain.encode()) == json.loads(plain)
+
+
+def test_a_queued_task_is_celerys_own_message_without_its_arguments_in_the_headers(web_worker):
+    """What ``_send`` pushes decodes as Celery would, and a login's secret stays in the body."""
+    import base64
+    import json
+
+    from estiba import bus
+    from estiba.celery import app
+
+    r = bus.client()
+    queue = "host.gateway-shape"
+    try:
+        gateway._send("estiba.call", ["registry.login", ["s3cret-pass"], {}, "reply"],
+                      "gateway-shape")
+        message = json.loads(r.lpop(queue))
+    finally:
+        r.delete(queue)
+    headers, props = message["headers"], message["properties"]
+    assert headers["task"] == "estiba.call" and headers["task"] in app.tasks
+    assert headers["id"] == headers["root_id"] == props["correlation_id"]
+    assert props["delivery_info"] == {"exchange": "", "routing_key": queue}
+    args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert args == ["registry.login", ["s3cret-pass"], {}, "reply"] and kwargs == {}
+    assert "s3cret" not in json.dumps(headers)
