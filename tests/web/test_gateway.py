@@ -100,8 +100,7 @@ def test_a_queued_task_is_celerys_own_message_without_its_arguments_in_the_heade
     import base64
     import json
 
-    from estiba import bus
-    from estiba.celery import app
+    from estiba import bus, tasks
 
     r = bus.client()
     queue = "host.gateway-shape"
@@ -112,7 +111,7 @@ def test_a_queued_task_is_celerys_own_message_without_its_arguments_in_the_heade
     finally:
         r.delete(queue)
     headers, props = message["headers"], message["properties"]
-    assert headers["task"] == "estiba.call" and headers["task"] in app.tasks
+    assert headers["task"] == tasks.call.name
     assert headers["id"] == headers["root_id"] == props["correlation_id"]
     assert props["delivery_info"] == {"exchange": "", "routing_key": queue}
     args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
