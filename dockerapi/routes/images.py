@@ -11,13 +11,15 @@ import asyncio
 import json
 import tarfile
 import uuid
+from collections.abc import AsyncIterator
 
 from dockerapi.http import BadRequest, HTTPError, Request, Response, json_response
 from dockerapi.ops import decode_registry_auth, spool_dir
 from dockerapi.routes.containers import _file_stream
 from dockerapi.routes.prune import split_until
-from dockerapi.spool import spool_body
+from dockerapi.spool import UrlSpool, spool_body
 from dockerapi.translate import parse_filters
+from engine.errors import Forbidden
 
 NAME = r"(?P<name>.+)"
 
@@ -72,21 +74,57 @@ async def create(api, req: Request) -> Response:
 
 
 async def _import(api, req: Request) -> Response:
-    """``docker import``: a one-layer image from the rootfs tarball in the body."""
+    """``docker import``: a one-layer image from a rootfs tarball, in the body or at a URL."""
     src = req.query["fromSrc"]
-    if src != "-":
-        raise HTTPError(501, f"importing from a URL ({src:.100}) is not supported (no internet "
-                        "here): send the tarball as the request body (fromSrc=-)")
     repo, tag = req.query.get("repo", ""), req.query.get("tag", "")
     if tag and not repo:
         raise BadRequest("tag given without repo: name the image as repo and tag")
     reference = f"{repo}:{tag}" if tag else repo
     changes = [v for k, v in req.query_list if k == "changes" and v.strip()]
     await api.policy.check_create(req, "image", {"reference": reference})
-    src = await spool_body(req, "import")
-    image_id = await api.backend.call("image_import", src, reference or None, changes=changes,
+
+    async def import_file(path: str) -> str:
+        return await api.backend.call("image_import", path, reference or None, changes=changes,
                                       message=req.query.get("message", ""))
-    return Response(200, json.dumps({"status": image_id}).encode() + b"\r\n")
+
+    if src == "-":
+        image_id = await import_file(await spool_body(req, "import"))
+        return Response(200, json.dumps({"status": image_id}).encode() + b"\r\n")
+    if not req.is_admin:
+        # the server itself fetches the URL: never for a user who could aim it at a
+        # service on this host's loopback
+        raise Forbidden("only an administrator may import from a URL: send the tarball "
+                        "itself (docker import FILE)")
+    download = await asyncio.to_thread(UrlSpool, src, "import")
+    return Response(200, stream=_url_import(download, import_file))
+
+
+async def _url_import(download: UrlSpool, import_file) -> AsyncIterator[bytes]:
+    """Docker's progress lines while the URL downloads, then the new image's ID."""
+    loop = asyncio.get_running_loop()
+    progress: asyncio.Queue = asyncio.Queue()
+
+    def report(current: int, total: int | None) -> None:
+        loop.call_soon_threadsafe(progress.put_nowait, (current, total))
+
+    task = asyncio.ensure_future(asyncio.to_thread(download.download, report))
+    yield json.dumps({"status": f"Downloading from {download.url}"}).encode() + b"\r\n"
+    try:
+        while not task.done() or not progress.empty():
+            getter = asyncio.ensure_future(progress.get())
+            await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                continue
+            current, total = getter.result()
+            detail = {"current": current, **({"total": total} if total else {})}
+            yield json.dumps({"status": "Downloading", "progressDetail": detail,
+                              "id": "import"}).encode() + b"\r\n"
+        image_id = await import_file(await task)
+        yield json.dumps({"status": image_id}).encode() + b"\r\n"
+    except Exception as exc:  # the answer has begun: the error goes in the stream
+        message = getattr(exc, "message", None) or str(exc)
+        yield json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n"
 
 
 async def list_images(api, req: Request) -> Response:

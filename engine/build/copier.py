@@ -27,9 +27,9 @@ import posixpath
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from engine.build.context import extract_tar, resolve_in
 from engine.errors import BuildError
@@ -196,18 +196,27 @@ def add_archive(open_stream, root: Path, target: Path, owner: Owner, work: Path)
 
 
 def write_file(target: Path, data: bytes, owner: Owner, mode: int) -> None:
-    """A heredoc or downloaded file at ``target``."""
+    """A heredoc's file at ``target``."""
+    write_stream(target, [data], owner, mode)
+
+
+def write_stream(target: Path, chunks: Iterable[bytes], owner: Owner, mode: int) -> None:
+    """A file at ``target`` from ``chunks`` (a download), never through a symlink there.
+
+    Should the chunks fail (a download cut off, too big, a checksum that does not
+    match), the half-written file is removed before the error goes on.
+    """
     if target.is_dir() and not target.is_symlink():
         raise BuildError(f"cannot overwrite directory {target} with a file")
     if target.is_symlink() or target.exists():
         target.unlink()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     os.lchown(target, owner.uid, owner.gid)
     os.chmod(target, mode)
-
-
-def copy_stream(src: BinaryIO, target: Path) -> None:  # pragma: no cover - helper for URLs
-    with open(target, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from engine.images.store import Image
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+#: The largest file ``ADD <url>`` downloads (bytes).
+MAX_ADD_URL = int(os.environ.get("ESTIBA_BUILD_MAX_ADD_URL", str(4 * 1024**3)))
 BUILTIN_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
                           "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy",
                           "ALL_PROXY", "all_proxy"})
@@ -751,18 +753,33 @@ class _Run:
 
     def _download(self, root: Path, url: str, dest: str, dest_is_dir: bool,
                   owner: copier.Owner, chmod: int | None, checksum: str, where: str) -> None:
+        """``ADD <url>``: streamed to the file (never whole in memory), at most
+        ``MAX_ADD_URL`` bytes, its ``--checksum`` checked before the step succeeds."""
         name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
         target = self._file_target(root, dest, name, dest_is_dir)
-        try:
-            with urllib.request.urlopen(url, timeout=30) as resp:
-                data = resp.read()
-        except OSError as exc:
-            raise BuildError(f"{where}: ADD failed: cannot download {url}: {exc}") from None
-        if checksum:
-            algo, _, want = checksum.partition(":")
-            if algo != "sha256" or hashlib.sha256(data).hexdigest() != want:
-                raise BuildError(f"{where}: ADD {url}: checksum mismatch (want {checksum})")
-        copier.write_file(target, data, owner, chmod if chmod is not None else 0o600)
+        algo, _, want = checksum.partition(":")
+        if checksum and (algo != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", want)):
+            raise BuildError(f"{where}: ADD --checksum={checksum}: give sha256:<64 hex digits>")
+        digest = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            size = 0
+            try:
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    while chunk := resp.read(1 << 20):
+                        size += len(chunk)
+                        if size > MAX_ADD_URL:
+                            raise BuildError(f"{where}: ADD {url}: larger than {MAX_ADD_URL} "
+                                             "bytes")
+                        digest.update(chunk)
+                        yield chunk
+            except OSError as exc:
+                raise BuildError(f"{where}: ADD failed: cannot download {url}: {exc}") from None
+            if checksum and digest.hexdigest() != want:
+                raise BuildError(f"{where}: ADD {url}: checksum mismatch (want {checksum}, "
+                                 f"got sha256:{digest.hexdigest()})")
+
+        copier.write_stream(target, chunks(), owner, chmod if chmod is not None else 0o600)
 
 
 def _heredoc_script(ins: Command) -> str:

@@ -19,7 +19,10 @@ import termios
 import time
 import uuid
 
+import docker
 import pytest
+
+from tests.fixtures.services import serve_directory
 
 
 class Terminal:
@@ -211,9 +214,23 @@ def test_import_a_rootfs_with_changes_and_run_it(docker_cli, made, tmp_path):
     assert "from a tarball" in history
 
 
-def test_import_refuses_a_url_and_a_hostile_tarball(docker_cli, made, tmp_path):
-    url = docker_cli("import", "http://example.invalid/root.tar", check=False)
-    assert url.returncode != 0 and "not supported" in url.stderr
+def test_import_from_a_url_downloads_it_with_progress(docker_cli, dclient, made, tmp_path):
+    """``docker import URL``: the server fetches it (loopback here), as Docker's does."""
+    name = f"{made.uniq('i')}:from-url"
+    rootfs_tarball(tmp_path / "root.tar", "fetched hello\n")
+    with serve_directory(tmp_path) as base:
+        out = docker_cli("import", "--change", 'CMD ["/bin/sh", "-c", "cat /hello.txt"]',
+                         f"{base}/root.tar", name).stdout
+        assert out.strip().splitlines()[-1].startswith("sha256:"), out
+        missing = docker_cli("import", f"{base}/no-such.tar", check=False)
+        assert missing.returncode != 0 and "answered HTTP 404" in missing.stderr
+    assert docker_cli("run", "--rm", name).stdout == "fetched hello\n"
+    for bad in ("ftp://127.0.0.1/x.tar", "file:///etc/passwd"):  # the CLI takes these for files
+        with pytest.raises(docker.errors.APIError, match="http:// or https://"):
+            dclient.api.import_image_from_url(bad, repository=made.uniq("i"))
+
+
+def test_import_refuses_a_hostile_tarball(docker_cli, made, tmp_path):
     with tarfile.open(tmp_path / "evil.tar", "w") as tar:
         info = tarfile.TarInfo("../../escaped")
         info.size = 1

@@ -67,3 +67,15 @@ def test_users_see_only_their_containers(api_server, users, dclient, made):
     assert name in [x.name for x in dclient.containers.list()]  # root on the socket: admin
     assert alice.images.get("busybox")  # unowned images are shared
     c.remove(force=True)
+
+
+def test_only_an_administrator_makes_the_server_fetch_a_url(api_server, users):
+    """``docker import URL`` has the server fetch it: a user could aim it at loopback."""
+    alice = _client(api_server, _token(api_server, "alice", users["alice"]))
+    try:
+        with pytest.raises(docker.errors.APIError) as err:
+            alice.api.import_image_from_url("http://127.0.0.1:6379/", repository="stolen")
+        assert err.value.response.status_code == 403
+        assert "only an administrator may import from a URL" in str(err.value)
+    finally:
+        alice.close()
