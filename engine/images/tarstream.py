@@ -175,16 +175,20 @@ class Channel:
     only when the consumer has said it is about to sleep.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wake_at: int = 1) -> None:
+        #: wake a sleeping consumer only once this many items wait: it then takes them in
+        #: a row, rather than being woken (a cross-CPU wake-up on a VM) for each one
+        self.wake_at = wake_at
         self.items: collections.deque = collections.deque()
         self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.poller = select.poll()
         self.poller.register(self.fd, select.POLLIN)
         self.sleeping = False
 
-    def put(self, item: object) -> None:
+    def put(self, item: object, wake: bool = False) -> None:
+        """Queue ``item``; ``wake`` wakes the consumer even below ``wake_at`` (the last)."""
         self.items.append(item)
-        if self.sleeping:
+        if self.sleeping and (wake or len(self.items) >= self.wake_at):
             os.eventfd_write(self.fd, 1)
 
     def get(self, timeout: float | None = None) -> object:
@@ -244,7 +248,10 @@ class _Pump(threading.Thread):
         self.stream = stream
         #: (piece, the pool buffer or token it holds, or None), then None at the end
         self.q = Channel()
-        self.free = Channel()
+        # The pump sleeps for a free buffer only when the parser holds one and the rest
+        # are queued for it; the parser sleeps only once it has freed all it took, so
+        # waking the pump for half the pool cannot leave both asleep.
+        self.free = Channel(wake_at=self.DEPTH // 2)
         self.readinto = getattr(stream, "readinto", None)
         if self.readinto is not None:
             with self._spare_lock:
@@ -312,7 +319,7 @@ class _Pump(threading.Thread):
         except BaseException as err:  # reported to the parser
             self.error = err
         finally:
-            self.q.put(None)
+            self.q.put(None, wake=True)
 
     def give_back(self) -> None:
         """After the thread ended: keep the pool's buffers for the next reader."""

@@ -2,9 +2,10 @@
 
 The header parser reads plain octal with ``int(field, 8)`` and falls back to
 the careful parser for anything else; file data that sits in the buffer is
-written in one piece; the diff ID is hashed on a thread of its own; gzip is
-decompressed in pieces joined once. Each case here checks one of those
-against what GNU tar and ``hashlib`` say.
+written in one piece; the diff ID is hashed on the pump thread, whose pieces
+are cut at 512-byte blocks whatever sizes the stream gives; gzip goes through
+ISA-L's own reader (or zlib in pieces joined once). Each case here checks one
+of those against what GNU tar and ``hashlib`` say.
 """
 
 from __future__ import annotations
@@ -221,3 +222,95 @@ def test_plain_tarfile_stream_with_long_names(dest: Path) -> None:
         tar.addfile(info, io.BytesIO(b"abc"))
     unpack(buf.getvalue(), dest)
     assert (dest / long_dir / ("f" * 150)).read_bytes() == b"abc"
+
+
+class _OddReads(io.RawIOBase):
+    """A stream handing out its bytes in odd-sized pieces (as zstd or a socket may)."""
+
+    def __init__(self, data: bytes, sizes: list[int], into: bool) -> None:
+        self.data, self.sizes, self.pos, self.i = data, sizes, 0, 0
+        if not into:
+            self.readinto = None  # type: ignore[assignment]
+
+    def _size(self, n: int) -> int:
+        size = self.sizes[self.i % len(self.sizes)]
+        self.i += 1
+        return min(size, n, len(self.data) - self.pos)
+
+    def read(self, n: int = -1) -> bytes:
+        k = self._size(n if n >= 0 else len(self.data))
+        self.pos += k
+        return self.data[self.pos - k:self.pos]
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        k = self._size(len(b))
+        b[:k] = self.data[self.pos:self.pos + k]
+        self.pos += k
+        return k
+
+
+@pytest.mark.parametrize("into", [True, False])
+@pytest.mark.parametrize("sizes", [[1], [700, 3], [511, 513, 1 << 20], [100_003]])
+def test_pieces_of_any_size_are_cut_at_blocks(sizes: list[int], into: bool) -> None:
+    """The pump cuts what the stream gives at 512-byte blocks: headers never straddle."""
+    rng = __import__("random").Random(9)
+    files = {f"f{i}": rng.randbytes(rng.choice((0, 1, 511, 512, 513, 3000))) for i in range(40)}
+    tar = make_tar([entry(name, data=data) for name, data in files.items()])
+    reader = TarReader(_OddReads(tar, sizes, into))
+    got = {}
+    try:
+        for m in reader:
+            parts = []
+            while piece := reader.read_data():
+                parts.append(bytes(piece))
+            got[m.name] = b"".join(parts)
+        assert reader.finish() == ("sha256:" + hashlib.sha256(tar).hexdigest(), len(tar))
+    finally:
+        reader.close()
+    assert got == files
+
+
+def test_channel_hands_items_over_in_order_and_times_out() -> None:
+    import queue
+    import threading
+
+    from engine.images.tarstream import Channel
+
+    ch = Channel(wake_at=3)
+    out = []
+
+    def consume() -> None:
+        while (item := ch.get()) is not None:
+            out.append(item)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(10):
+        ch.put(i)
+    ch.put(None, wake=True)  # below wake_at, yet it must wake the consumer
+    t.join(5)
+    assert not t.is_alive() and out == list(range(10))
+    with pytest.raises(queue.Empty):
+        ch.get(timeout=0.05)
+    ch.close()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_isal_reader_errors_keep_their_classes(dest: Path, damage: str) -> None:
+    """Through ISA-L's reader, a cut or corrupt gzip layer is still refused, never applied."""
+    blob = bytearray(gzip.compress(make_tar([entry("a", data=os.urandom(300_000))]), 1))
+    if damage == "truncate":
+        blob = blob[:len(blob) // 2]
+    else:
+        blob[len(blob) // 2] ^= 0xFF
+    with pytest.raises(LayerRejected):
+        unpack(bytes(blob), dest)
+
+
+def test_concatenated_gzip_members_unpack(dest: Path) -> None:
+    tar = make_tar([entry("a", data=b"x" * 5000), entry("b", data=os.urandom(70_000))])
+    cut = 3 * 512
+    blob = gzip.compress(tar[:cut]) + gzip.compress(tar[cut:])
+    result = unpack(blob, dest)
+    assert result.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+    assert (dest / "b").stat().st_size == 70_000
