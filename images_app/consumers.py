@@ -84,4 +84,5 @@ class BuildConsumer(_ImageSocket):
             return
         await self._forward("builder.build", {"__bytes__": job["context"]},
                             dockerfile=job["dockerfile"], tags=job["tags"],
-                            no_cache=job["no_cache"])
+                            no_cache=job["no_cache"],
+                            host_urls=permissions.is_admin(self.scope["user"]))

@@ -202,7 +202,7 @@ async def build(api, req: Request) -> Response:
     kwargs = {"dockerfile": req.query.get("dockerfile") or "Dockerfile", "tags": tags,
               "build_args": {k: v for k, v in buildargs.items() if v is not None},
               "target": req.query.get("target") or None, "no_cache": req.qbool("nocache"),
-              "labels": labels}
+              "labels": labels, "host_urls": bool(req.is_admin)}
     quiet = req.qbool("q")
     source = api.backend.stream("image_build", context, **kwargs)
 

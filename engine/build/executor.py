@@ -133,8 +133,9 @@ class _Run:
 
     def __init__(self, builder: Builder, ctx: BuildContext, df: Dockerfile, filename: str,
                  build_args: dict[str, str], no_cache: bool, network_mode: str,
-                 progress: Callable[[dict], None] | None) -> None:
+                 progress: Callable[[dict], None] | None, host_urls: bool = True) -> None:
         self.b = builder
+        self.host_urls = host_urls
         self.engine = builder.engine
         self.ctx = ctx
         self.df = df
@@ -760,6 +761,8 @@ class _Run:
         algo, _, want = checksum.partition(":")
         if checksum and (algo != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", want)):
             raise BuildError(f"{where}: ADD --checksum={checksum}: give sha256:<64 hex digits>")
+        if not self.host_urls:
+            _refuse_host_url(url, where)
         digest = hashlib.sha256()
 
         def chunks() -> Iterator[bytes]:
@@ -780,6 +783,31 @@ class _Run:
                                  f"got sha256:{digest.hexdigest()})")
 
         copier.write_stream(target, chunks(), owner, chmod if chmod is not None else 0o600)
+
+
+def _refuse_host_url(url: str, where: str) -> None:
+    """An ``ADD <url>`` must not lead to this host or its private networks.
+
+    Every address the name resolves to is checked (loopback, private, link-local,
+    reserved and unspecified ones are refused). The download resolves the name
+    again, so a name that changes its answer in between is not stopped by this.
+    """
+    import ipaddress
+    import socket
+
+    parsed = urllib.parse.urlparse(url)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        infos = socket.getaddrinfo(parsed.hostname or "", port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{where}: ADD failed: cannot resolve {parsed.hostname!r}: {exc}") \
+            from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if (address.is_loopback or address.is_private or address.is_link_local
+                or address.is_reserved or address.is_unspecified or address.is_multicast):
+            raise BuildError(f"{where}: ADD {url}: {address} is this host or a private "
+                             "network; only an administrator's build may fetch from there")
 
 
 def _heredoc_script(ins: Command) -> str:
@@ -891,8 +919,13 @@ class Builder:
               target: str | None = None, no_cache: bool = False,
               labels: dict[str, str] | None = None,
               progress: Callable[[dict], None] | None = None,
-              network_mode: str = "none") -> Image:
-        """Build ``dockerfile`` in ``context`` (a directory or a tar stream) into an image."""
+              network_mode: str = "none", host_urls: bool = True) -> Image:
+        """Build ``dockerfile`` in ``context`` (a directory or a tar stream) into an image.
+
+        ``host_urls=False`` refuses an ``ADD <url>`` whose host is this machine or its
+        private networks: the engine fetches it from the host's network, where a
+        builder who is not an administrator must not reach loopback services.
+        """
         from engine.images import reference as refs
 
         build_args = dict(build_args or {})
@@ -907,7 +940,8 @@ class Builder:
             data = ctx.read_dockerfile(dockerfile)
             parsed = parse(data, filename=dockerfile)
             df = build_dockerfile(parsed, dockerfile)
-            run = _Run(self, ctx, df, dockerfile, build_args, no_cache, network_mode, progress)
+            run = _Run(self, ctx, df, dockerfile, build_args, no_cache, network_mode, progress,
+                       host_urls)
             for warning in parsed.warnings:
                 run.out(f"[WARNING]: {warning}\n")
             try:

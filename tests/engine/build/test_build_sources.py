@@ -63,3 +63,7 @@ ADD --chmod=644 {base}/notes.txt /srv/renamed.txt
             write_tree(context, {"Dockerfile": f"FROM busybox\n{line}\n"})
             with pytest.raises(BuildError, match=message):
                 builder.builder.build(context, tags=["bt-add-url:bad"])
+        # a build for someone who is no administrator never reaches this host's services
+        write_tree(context, {"Dockerfile": f"FROM busybox\nADD {base}/notes.txt /x\n"})
+        with pytest.raises(BuildError, match=r"127\.0\.0\.1 is this host or a private network"):
+            builder.builder.build(context, tags=["bt-add-url:host"], host_urls=False)

@@ -79,3 +79,17 @@ def test_only_an_administrator_makes_the_server_fetch_a_url(api_server, users):
         assert "only an administrator may import from a URL" in str(err.value)
     finally:
         alice.close()
+
+
+def test_a_users_build_may_not_add_from_this_hosts_urls(api_server, users):
+    """``ADD <url>`` is fetched from the host's network: not to loopback for a user."""
+    import io
+
+    alice = _client(api_server, _token(api_server, "alice", users["alice"]))
+    try:
+        dockerfile = io.BytesIO(b"FROM busybox\nADD http://127.0.0.1:9/secret /secret\n")
+        items = list(alice.api.build(fileobj=dockerfile, decode=True, rm=True))
+        errors = [i.get("error", "") for i in items if "error" in i]
+        assert errors and "only an administrator's build may fetch from there" in errors[-1]
+    finally:
+        alice.close()
