@@ -55,9 +55,10 @@ REG_TYPES = (REG, AREG, CONT)
 HEADER_ONLY = (LNK, SYM, DIR, CHR, BLK, FIFO)
 EXTENDED = (PAX, GLOBAL_PAX, GNU_LONGNAME, GNU_LONGLINK)
 _ZERO_BLOCK = bytes(BLOCK)
-#: name mode uid gid size mtime chksum type linkname magic+version (8) uname gname
-#: devmajor devminor prefix
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
+#: name mode uid gid size mtime chksum type linkname magic+version (8), then uname and
+#: gname (skipped), devmajor and devminor (skipped: see _DEVICES), prefix
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s64x16x155s")
+_DEVICES = struct.Struct("329x8s8s")
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -434,12 +435,14 @@ class TarReader:
             if len(self.buf) - self.pos < BLOCK and not self._fill_to(BLOCK):
                 raise StopIteration  # end of stream without the two zero blocks: tolerated
             pos = self.pos
-            hdr = self.buf[pos:pos + BLOCK]
+            buf = self.buf
             self.pos = pos + BLOCK
-            if hdr == _ZERO_BLOCK:
-                raise StopIteration
+            # Fields straight from the buffer: no copy of the block, no objects for the
+            # owner names or device numbers unless they are needed.
             (f_name, f_mode, f_uid, f_gid, f_size, f_mtime, f_chk, typ, f_link, magic,
-             _uname, _gname, f_major, f_minor, f_prefix) = _HEADER.unpack(hdr[:500])
+             f_prefix) = _HEADER.unpack_from(buf, pos)
+            if not f_chk[0] and buf[pos:pos + BLOCK] == _ZERO_BLOCK:
+                raise StopIteration
             try:  # the fast path: plain octal, NUL- or space-terminated
                 stored = int(f_chk.rstrip(b"\0 "), 8)
                 mode = int(f_mode.rstrip(b"\0 "), 8)
@@ -451,11 +454,12 @@ class TarReader:
                 stored, mode = _num(f_chk, "checksum"), -1
             # The byte sum, in C: Adler-32's low half started at 0 is the sum of the bytes
             # modulo 65521, exact for 256 bytes (at most 65280).
-            view = memoryview(hdr)
-            unsigned = ((zlib.adler32(view[:256], 0) & 0xFFFF)
-                        + (zlib.adler32(view[256:], 0) & 0xFFFF) - sum(f_chk) + 8 * 32)
+            view = self._view
+            unsigned = ((zlib.adler32(view[pos:pos + 256], 0) & 0xFFFF)
+                        + (zlib.adler32(view[pos + 256:pos + BLOCK], 0) & 0xFFFF)
+                        - sum(f_chk) + 8 * 32)
             if stored != unsigned:
-                signed = unsigned - 256 * sum(1 for b in hdr if b > 127)
+                signed = unsigned - 256 * sum(1 for b in buf[pos:pos + BLOCK] if b > 127)
                 if stored != signed:
                     raise TarFormatError("header checksum mismatch (not a tar stream, or corrupt)")
             if mode == -1:  # checked only now, so garbage is reported as a bad checksum
@@ -499,6 +503,7 @@ class TarReader:
         member = Member(name, typ, mode, uid, gid, size, mtime, linkname, 0, 0,
                         pax if pax is not None else {})
         if typ in (CHR, BLK):
+            f_major, f_minor = _DEVICES.unpack_from(buf, pos)
             member.devmajor, member.devminor = _num(f_major, "devmajor"), _num(f_minor, "devminor")
         if pax:
             self._apply_pax(member, pax)
