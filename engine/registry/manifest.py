@@ -104,7 +104,8 @@ def parse_platform(text: str) -> tuple[str, str, str]:
 _DEFAULT_VARIANT = {"arm64": "v8", "amd64": "v1", "arm": "v7"}
 
 
-def _variant_number(arch: str, variant: str) -> int:
+def variant_number(arch: str, variant: str) -> int:
+    """A CPU variant as a number to compare (``v7`` is 7; a bare architecture its default)."""
     text = (variant or _DEFAULT_VARIANT.get(arch, "")).lower().lstrip("v")
     return int(text) if text.isdigit() else 0
 
@@ -121,7 +122,7 @@ def select_platform(doc: dict, os_name: str, arch: str, where: str,
     entries = doc.get("manifests")
     if not isinstance(entries, list):
         raise RegistryError(f"{where}: index has no manifests list")
-    host_level = _variant_number(arch, variant)
+    host_level = variant_number(arch, variant)
     ranked: list[tuple[int, int, Descriptor]] = []
     for position, raw in enumerate(entries):
         d = _descriptor(raw, where)
@@ -130,7 +131,7 @@ def select_platform(doc: dict, os_name: str, arch: str, where: str,
         p = d.platform or {}
         if p.get("os") != os_name or p.get("architecture") != arch:
             continue
-        level = _variant_number(arch, str(p.get("variant") or ""))
+        level = variant_number(arch, str(p.get("variant") or ""))
         if level > host_level:
             continue  # built for a newer CPU than this one
         ranked.append((host_level - level, position, d))

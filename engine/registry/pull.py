@@ -76,6 +76,9 @@ class Puller:
         #: (os, arch, variant) to choose from an index: the host's unless asked
         self.platform = mf.parse_platform(platform) if platform else (
             *host_platform(), host_variant())
+        self.platform_asked = bool(platform)
+        #: False once an index chose the entry for the platform (nothing left to check)
+        self.check_platform = True
         self.store = store
         self.session = session
         self.ref = ref
@@ -116,6 +119,7 @@ class Puller:
         if mt in mf.LIST_TYPES:
             os_name, arch, variant = self.platform
             chosen = mf.select_platform(doc, os_name, arch, self.where, variant)
+            self.check_platform = False
             body, _digest, ctype = self._get_manifest(chosen.digest)
             mt, doc = mf.media_type_of(body, ctype)
             if mt not in mf.IMAGE_TYPES:
@@ -148,10 +152,33 @@ class Puller:
         """The config blob, its diff IDs and their chain IDs (added to the lease)."""
         config_bytes = self._small_blob(manifest.config, mf.MAX_CONFIG, "config")
         config = mf.parse_config(config_bytes, len(manifest.layers), self.where)
+        if self.check_platform:
+            self._check_platform(config)
         diff_ids = config["rootfs"]["diff_ids"]
         chains = chain_ids(diff_ids)
         self.store.add_to_lease(lease, chain=chains)
         return config_bytes, diff_ids, chains
+
+    def _check_platform(self, config: dict) -> None:
+        """A single-platform image says its platform only in its config, checked here as
+        Docker checks it: refused when another platform was asked for (``--platform``),
+        pulled with a warning when the host's was only assumed."""
+        os_name, arch, variant = self.platform
+        got = (str(config.get("os") or ""), str(config.get("architecture") or ""),
+               str(config.get("variant") or ""))
+        fits = got[:2] == (os_name, arch) and (
+            mf.variant_number(arch, got[2]) <= mf.variant_number(arch, variant))
+        if fits:
+            return
+        actual = "/".join(filter(None, got)) or "unknown"
+        wanted = "/".join(filter(None, self.platform))
+        if self.platform_asked:
+            raise ImageNotFound(f"image with reference {self.ref.familiar()} was found but "
+                                f"does not match the specified platform: wanted {wanted}, "
+                                f"actual: {actual}")
+        self.progress({"status": f"WARNING: The requested image's platform ({actual}) does "
+                                 f"not match the detected host platform ({wanted}) and no "
+                                 "specific platform was requested"})
 
     # ------------------------------------------------------------------ layers
     def _layers(self, manifest: mf.ImageManifest, lease: dict) -> tuple[bytes, list[Layer]]:

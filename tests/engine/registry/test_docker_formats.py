@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from engine import Engine
-from engine.errors import InvalidArgument, RegistryError
+from engine.errors import ImageNotFound, InvalidArgument, RegistryError
 from engine.images.store import (
     MT_DOCKER_CONFIG,
     MT_DOCKER_LAYER,
@@ -176,3 +176,27 @@ def test_pull_for_another_platform_chooses_its_entry(empty_engine: Engine,
         empty_engine.registry.pull(target, platform="linux/s390x")
     with pytest.raises(InvalidArgument, match="os/arch"):
         empty_engine.registry.pull(target, platform="arm64")
+
+
+def test_a_single_platform_image_is_checked_against_the_platform(empty_engine: Engine,
+                                                                registry_server) -> None:
+    """No index to choose from: the config says the platform, as Docker reads it."""
+    base = f"http://{registry_server.host}"
+    repo = "docker/arm-only"
+    arm, arm_info = _docker_image(base, repo, "linux", "arm64")
+    r = requests.put(f"{base}/v2/{repo}/manifests/v1", timeout=30,
+                     data=requests.get(f"{base}/v2/{repo}/manifests/{arm['digest']}", timeout=30,
+                                       headers={"Accept": MT_DOCKER_MANIFEST}).content,
+                     headers={"Content-Type": MT_DOCKER_MANIFEST})
+    assert r.status_code == 201, r.text
+    target = f"{registry_server.host}/{repo}:v1"
+    with pytest.raises(ImageNotFound, match=r"does not match the specified platform: "
+                                            r"wanted linux/amd64, actual: linux/arm64"):
+        empty_engine.registry.pull(target, platform="linux/amd64")
+    assert not empty_engine.images.list()
+    lines: list[dict] = []
+    img = empty_engine.registry.pull(target, progress=lines.append)  # the host's, assumed
+    assert img.id == arm_info["config"]
+    assert any("does not match the detected host platform" in str(line.get("status"))
+               for line in lines)
+    assert empty_engine.registry.pull(target, platform="linux/arm64/v8").id == img.id
