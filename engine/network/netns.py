@@ -44,7 +44,7 @@ def _check(ret: int, what: str) -> None:
         raise RuntimeFailure(f"{what}: {os.strerror(err)}")
 
 
-def _in_thread(fn: Callable[[], T]) -> T:
+def in_fresh_thread(fn: Callable[[], T], name: str = "estiba-netns") -> T:
     """Run ``fn`` in a fresh thread that dies afterwards (its namespaces die with it)."""
     box: dict[str, Any] = {}
 
@@ -54,7 +54,7 @@ def _in_thread(fn: Callable[[], T]) -> T:
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=body, name="estiba-netns", daemon=True)
+    thread = threading.Thread(target=body, name=name, daemon=True)
     thread.start()
     thread.join()
     if "error" in box:
@@ -75,7 +75,7 @@ def create(path: Path) -> Path:
         _check(_libc.mount(src, str(path).encode(), None, MS_BIND, None), f"bind mount {path}")
 
     try:
-        _in_thread(make)
+        in_fresh_thread(make)
     except BaseException:
         os.unlink(path)
         raise
@@ -113,7 +113,7 @@ def run_in(path: Path, fn: Callable[[], T]) -> T:
             os.close(nsfd)
         return fn()
 
-    return _in_thread(body)
+    return in_fresh_thread(body)
 
 
 def open_fd(path: Path) -> int:

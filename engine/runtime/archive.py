@@ -15,6 +15,16 @@ root) and the last component is not followed, as Docker does. The tar being
 written in is hostile input: it is applied with the layer applier's rules (no
 ``..``, no entry through a symlink, no device node), but with ``.wh.`` names
 taken literally — a copy is not a layer.
+
+A container's volumes and bind mounts are mounted in *its* mount namespace,
+not over the root the host sees, so :func:`in_container_view` builds the
+container's view for the length of one copy, as Docker does: a thread of the
+engine leaves the host's mount namespace for a private copy of it
+(``unshare(CLONE_FS | CLONE_NEWNS)``, possible for one thread alone), binds
+each volume and bind mount over its destination in the root (read-only where
+the container has it so), runs the copy there and ends. Its namespace, and
+every mount made in it, go with it: nothing is left to unmount, even after a
+failure.
 """
 
 from __future__ import annotations
@@ -23,18 +33,63 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
-from engine.errors import InvalidArgument, NotFound
-from engine.runtime.rootfs import resolve_in_root
+from engine.errors import Forbidden, InvalidArgument, NotFound
+from engine.runtime.rootfs import bind_mount, enter_private_mount_namespace, resolve_in_root
 
 # Go's os.FileMode type bits, which Docker's PathStat carries (the docker CLI tests them)
 _GO_MODE_BITS = (
     (stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISBLK, 1 << 26),
     (stat.S_ISCHR, (1 << 26) | (1 << 21)), (stat.S_ISFIFO, 1 << 25), (stat.S_ISSOCK, 1 << 24),
 )
+
+
+T = TypeVar("T")
+
+
+def in_container_view(root: Path, mounts: list[dict[str, Any]], fn: Callable[[], T]) -> T:
+    """``fn()`` in a thread where ``root`` shows the container's volumes and binds.
+
+    ``mounts`` are inspect's ``Mounts`` (Type, Source, Destination, RW). A
+    destination the root lacks (a container never started) is skipped, and
+    tmpfs mounts are not there: their files live only in the container.
+    """
+    from engine.network.netns import in_fresh_thread
+
+    wanted = sorted((m for m in mounts if m.get("Type") in ("volume", "bind")
+                     and m.get("Source") and m.get("Destination")),
+                    key=lambda m: posixpath.normpath(m["Destination"]).count("/"))
+    if not wanted:
+        return fn()
+
+    def view() -> T:
+        enter_private_mount_namespace()
+        for m in wanted:
+            target = resolve_in_root(root, _absolute(m["Destination"]))
+            if target is None or not os.path.exists(m["Source"]):
+                continue
+            bind_mount(Path(m["Source"]), target, read_only=not m.get("RW", True))
+        return fn()
+
+    return in_fresh_thread(view, name="estiba-cp")
+
+
+def within(path: str, directory: str) -> bool:
+    """Whether the container's ``path`` is ``directory`` or below it (no links followed)."""
+    clean, top = _absolute(path), _absolute(directory)
+    return clean == top or clean.startswith(top.rstrip("/") + "/")
+
+
+def refuse_read_only(mounts: list[dict[str, Any]], path: str) -> None:
+    """``docker cp`` into a read-only volume or bind: refused, naming it."""
+    for m in mounts:
+        if not m.get("RW", True) and within(path, m.get("Destination") or "/"):
+            raise Forbidden(f"{path} is in the read-only mount {_absolute(m['Destination'])} "
+                            "of the container")
 
 
 def _absolute(path: str) -> str:

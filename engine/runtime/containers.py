@@ -1240,25 +1240,35 @@ class ContainerManager:
         """Docker's PathStat of the container's ``path`` (``HEAD .../archive``)."""
         c = self.get(id_or_name)
         with self._merged_root(c) as root:
-            return archive.path_stat(root, path)
+            return archive.in_container_view(root, c.config.get("Mounts") or [],
+                                             lambda: archive.path_stat(root, path))
 
     def archive_get(self, id_or_name: str, path: str, dest: str | Path | BinaryIO) -> dict:
         """A tar of the container's ``path`` written to ``dest``; returns its PathStat."""
         c = self.get(id_or_name)
-        with self._merged_root(c) as root:
+
+        def copy_out() -> dict:
             info = archive.path_stat(root, path)
             archive.read_archive(root, path, dest)
             return info
 
+        with self._merged_root(c) as root:
+            return archive.in_container_view(root, c.config.get("Mounts") or [], copy_out)
+
     def archive_put(self, id_or_name: str, path: str, src: BinaryIO | bytes) -> int:
         """Extract a tar into the container's directory ``path`` (``docker cp`` in)."""
         c = self.get(id_or_name)
-        if c.spec.read_only:
+        mounts = c.config.get("Mounts") or []
+        archive.refuse_read_only(mounts, path)
+        if c.spec.read_only and not any(
+                m.get("RW", True) and archive.within(path, m.get("Destination") or "/")
+                for m in mounts):
             raise Forbidden(f"container {c.name}'s root filesystem is read-only")
         if isinstance(src, (bytes, bytearray)):
             src = io.BytesIO(src)
         with self._op_lock(c.id), self._merged_root(c) as root:
-            return archive.write_archive(root, path, src)
+            return archive.in_container_view(root, mounts,
+                                             lambda: archive.write_archive(root, path, src))
 
     def commit(self, id_or_name: str, reference: str | None = None, comment: str = "",
                author: str = "", changes: list[str] | None = None,

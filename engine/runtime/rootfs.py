@@ -21,10 +21,12 @@ from pathlib import Path
 from engine.errors import RuntimeFailure
 
 MNT_DETACH = 2
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 0x1000, 0x4000
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
 #: The kernel copies mount options into one page.
 MAX_OPTIONS = 4095
 
@@ -68,6 +70,29 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
     if rc != 0:
         err = ctypes.get_errno()
         raise RuntimeFailure(f"mounting the overlay root at {target} failed: {os.strerror(err)}")
+
+
+def enter_private_mount_namespace() -> None:
+    """Give the calling *thread* a mount namespace of its own, no mount shared with the
+    host's: what it mounts from now on, no other thread or process sees, and it all
+    goes when the thread ends (CLONE_FS too: a thread shares its root and cwd)."""
+    clone_fs, clone_newns, ms_private = 0x00000200, 0x00020000, 1 << 18
+    if _libc.unshare(clone_fs | clone_newns) != 0:
+        raise RuntimeFailure(f"cannot enter a mount namespace of its own: "
+                             f"{os.strerror(ctypes.get_errno())}")
+    if _libc.mount(None, b"/", None, MS_REC | ms_private, None) != 0:
+        raise RuntimeFailure(f"cannot make the mounts private: {os.strerror(ctypes.get_errno())}")
+
+
+def bind_mount(source: Path, target: Path, read_only: bool = False) -> None:
+    """``mount --rbind source target`` (then read-only if asked), through libc."""
+    src, dst = str(source).encode(), str(target).encode()
+    if _libc.mount(src, dst, None, MS_BIND | MS_REC, None) != 0:
+        raise RuntimeFailure(f"bind mount of {source} on {target} failed: "
+                             f"{os.strerror(ctypes.get_errno())}")
+    if read_only and _libc.mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0:
+        raise RuntimeFailure(f"making {target} read-only failed: "
+                             f"{os.strerror(ctypes.get_errno())}")
 
 
 def unmount(target: Path, lazy: bool = False) -> None:

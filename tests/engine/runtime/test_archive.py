@@ -105,3 +105,49 @@ def test_a_read_only_root_refuses_a_copy_in(engine, containers):
     c = containers(cmd=["true"], read_only=True)
     with pytest.raises(Forbidden, match="read-only"):
         engine.containers.archive_put(c.id, "/tmp", tar_of(("x", b"x")))
+
+
+def _mountpoints() -> list[str]:
+    with open("/proc/self/mountinfo") as fh:
+        return sorted(line.split()[4] for line in fh)
+
+
+def test_copies_see_into_volumes_and_binds_as_the_container_does(engine, containers, tmp_path):
+    """A volume or bind is mounted in the container, not on the host's view of its root:
+    each copy builds the container's view, and leaves no mount behind."""
+    import uuid
+
+    from engine.runtime.containers import MountSpec
+
+    volume = f"cp-vol-{uuid.uuid4().hex[:6]}"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "host.txt").write_text("from the host\n")
+    before = _mountpoints()
+    c = containers(start=True, mounts=[
+        MountSpec(type="volume", source=volume, target="/data"),
+        MountSpec(type="bind", source=str(shared), target="/ro", read_only=True)],
+        cmd=["sh", "-c", "echo in-volume > /data/v.txt; sleep 30"])
+    try:
+        vdir = str(engine.volumes.get(volume).mountpoint)
+        wait_for(lambda: os.path.exists(os.path.join(vdir, "v.txt")))
+        out = io.BytesIO()
+        assert engine.containers.archive_get(c.id, "/data/v.txt", out)["name"] == "v.txt"
+        assert members(out.getvalue()) == {"v.txt": b"in-volume\n"}
+        out = io.BytesIO()
+        engine.containers.archive_get(c.id, "/ro", out)
+        assert members(out.getvalue())["ro/host.txt"] == b"from the host\n"
+        engine.containers.archive_put(c.id, "/data", tar_of(("put.txt", b"copied in\n")))
+        assert Path(vdir, "put.txt").read_bytes() == b"copied in\n"  # in the volume itself
+        assert not (engine.containers._cdir(c.id).upper / "data" / "put.txt").exists()
+        with pytest.raises(Forbidden, match="read-only mount /ro"):
+            engine.containers.archive_put(c.id, "/ro", tar_of(("x", b"x")))
+        assert set(_mountpoints()) - set(before) <= {str(engine.containers._cdir(c.id).rootfs)}
+        engine.containers.stop(c.id, timeout=1)
+        out = io.BytesIO()  # stopped: the same view, built on a root mounted for the copy
+        engine.containers.archive_get(c.id, "/data/put.txt", out)
+        assert members(out.getvalue()) == {"put.txt": b"copied in\n"}
+    finally:
+        engine.containers.remove(c.id, force=True, volumes=True)
+        engine.volumes.remove(volume, force=True)
+    assert set(_mountpoints()) <= set(before)
