@@ -68,6 +68,7 @@ from engine.runtime.store import (
     rfc3339,
     write_json_atomic,
 )
+from engine.volumes.specs import MountSpec
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -84,16 +85,6 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 class EndpointSpec:
     aliases: list[str] = field(default_factory=list)
     ipv4_address: str = ""
-
-
-@dataclass
-class MountSpec:
-    type: str  # "bind" | "volume" | "tmpfs"
-    source: str = ""
-    target: str = ""
-    read_only: bool = False
-    tmpfs_size: int | None = None
-    propagation: str | None = None
 
 
 @dataclass
@@ -326,7 +317,7 @@ class Container:
             "NanoCpus": s.nano_cpus,
             "CpusetCpus": s.cpuset_cpus,
             "PidsLimit": s.pids_limit or None,
-            "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target,
+            "Mounts": [{"Type": m.type, "Source": m.source or "", "Target": m.target,
                         "ReadOnly": m.read_only} for m in s.mounts],
             "LogConfig": {"Type": "json-file",
                           "Config": {"max-size": str(s.log_max_size),

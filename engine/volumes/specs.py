@@ -31,8 +31,8 @@ class MountSpec:
     """One mount a container asks for (Docker's ``HostConfig.Mounts`` item, simplified)."""
 
     type: str  # "bind" | "volume" | "tmpfs"
-    source: str | None
-    target: str
+    source: str | None = None
+    target: str = ""
     read_only: bool = False
     tmpfs_size: int | None = None
     propagation: str | None = None
