@@ -250,3 +250,16 @@ def test_kill_and_remove_of_a_paused_container(engine, containers, leak_check):
     engine.containers.pause(d.id)
     engine.containers.remove(d.id, force=True)
     assert leak_check(engine, d) == []
+
+
+def test_a_mounts_every_option_survives_being_read_back(engine, containers):
+    """One MountSpec for the engine: tmpfs_mode and no_copy are kept with the container."""
+    from engine.volumes import MountSpec
+
+    c = containers(mounts=[MountSpec(type="tmpfs", target="/scratch", tmpfs_mode=0o1770,
+                                     tmpfs_size=1 << 20)])
+    again = engine.containers.get(c.id)
+    [mount] = again.spec.mounts
+    assert (mount.type, mount.target, mount.tmpfs_mode, mount.tmpfs_size) == \
+        ("tmpfs", "/scratch", 0o1770, 1 << 20)
+    assert again.to_docker_inspect()["HostConfig"]["Mounts"][0]["Source"] == ""
