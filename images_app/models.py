@@ -37,15 +37,15 @@ class RegistryLogin(models.Model):
     """A user's credentials for one registry, used for that user's pulls only.
 
     Like the docker CLI's ``~/.docker/config.json``, the password is kept so it
-    can be sent on each pull; it is never shown again, never logged, and never
-    used for anyone else.
+    can be sent on each pull; it is never shown again, never logged, never used
+    for anyone else, and stored sealed (:mod:`images_app.sealing`).
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="registry_logins", verbose_name=_("user"))
     registry = models.CharField(_("registry"), max_length=255)
     username = models.CharField(_("user name"), max_length=255)
-    password = models.CharField(_("password"), max_length=1024)
+    password = models.CharField(_("password"), max_length=2048)  # sealed: longer than typed
     updated = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:

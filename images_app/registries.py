@@ -2,15 +2,17 @@
 
 A login is verified where the pull will run — on the host's worker, with the
 engine's registry client (``GET /v2/`` answering the auth challenge) — so a
-wrong password is refused when it is entered, not at the next pull.
+wrong password is refused when it is entered, not at the next pull. The
+password is kept sealed (:mod:`images_app.sealing`).
 """
 
 from __future__ import annotations
 
-from engine.errors import InvalidArgument
+from engine.errors import InvalidArgument, Unauthorized
 from engine.images import reference as refs
 from estiba import gateway
 from images_app.models import RegistryLogin
+from images_app.sealing import seal, unseal
 
 
 def registry_of(image_ref: str) -> str:
@@ -32,7 +34,7 @@ def save_login(user, registry: str, username: str, password: str) -> RegistryLog
     domain = normalize(registry)
     gateway.call("registry.check_login", domain, auth={"username": username, "password": password})
     row, _ = RegistryLogin.objects.update_or_create(
-        user=user, registry=domain, defaults={"username": username, "password": password})
+        user=user, registry=domain, defaults={"username": username, "password": seal(password)})
     return row
 
 
@@ -43,4 +45,10 @@ def credentials_for(user, image_ref: str) -> dict | None:
     except InvalidArgument:
         return None
     row = RegistryLogin.objects.filter(user=user, registry=domain).first()
-    return {"username": row.username, "password": row.password} if row else None
+    if row is None:
+        return None
+    password = unseal(row.password)
+    if password is None:
+        raise Unauthorized(f"the saved login for {domain} can no longer be read (the server's "
+                           "secret key changed): save it again on the Registries page")
+    return {"username": row.username, "password": password}
