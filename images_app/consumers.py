@@ -63,7 +63,11 @@ class PullConsumer(_ImageSocket):
             await self.send_json({"error": "give an image reference, e.g. 127.0.0.1:5000/name:tag"})
             return
         ref = ref.strip()
-        auth = await sync_to_async(credentials_for)(self.scope["user"], ref)
+        try:
+            auth = await sync_to_async(credentials_for)(self.scope["user"], ref)
+        except errors.EngineError as exc:  # a saved login that can no longer be read
+            await self.send_json({"error": str(exc)})
+            return
         await self._forward("registry.pull", ref, auth=auth)
 
 
