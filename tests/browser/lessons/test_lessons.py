@@ -242,3 +242,50 @@ def test_architecture_lights_the_path_of_real_requests(page_in, logged_in, lesso
         with contextlib.suppress(Exception):
             lesson_api.docker("volume", "rm", "-f", volume)
     screenshot(page, f"architecture-live-{lang}")
+
+
+def test_a_student_sees_only_their_own_path_in_the_architecture(browser, dashboard, make_user,
+                                                               lesson_api):
+    """Scoped to the user: root's requests and the admins' events stay out of a student's view;
+    the student's own request comes through, under their name."""
+    from engine.errors import NotFound
+    from estiba import gateway
+
+    name, password, _pk = make_user(f"student-{uuid.uuid4().hex[:6]}")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    volume = f"lesson-own-{uuid.uuid4().hex[:6]}"
+    cid = None
+    try:
+        page = context.new_page()
+        page.goto(dashboard.url + "/login/")
+        page.fill("#id_username", name)
+        page.fill("#id_password", password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        page.goto(f"{dashboard.url}/lessons/architecture/")
+        page.wait_for_timeout(500)  # the socket joins its groups
+        page.evaluate(WATCH_ROWS)
+        # someone else's traffic: root's docker CLI, and a container the student does not own
+        lesson_api.docker("ps")
+        cid = gateway.call("containers.create", {"image": "busybox:latest", "cmd": ["true"],
+                                                 "network_mode": "none"})["Id"]
+        # the student's own request, from another tab
+        other = context.new_page()
+        other.goto(f"{dashboard.url}/volumes/")
+        other.fill("#vname", volume)
+        with other.expect_request(lambda r: r.method == "POST", timeout=30000):
+            other.click("form.inline button.primary")
+        other.wait_for_load_state()
+        mine = page.wait_for_function(ROW_SEEN, arg=["POST /volumes/"], timeout=20000)
+        assert name in mine.json_value()
+        page.wait_for_timeout(1000)  # anything else on its way has arrived by now
+        seen = page.evaluate("() => window.archRows")
+        assert not [r for r in seen if "/containers/json" in r or "container create" in r], seen
+        screenshot(page, "architecture-student")
+    finally:
+        context.close()
+        if cid:
+            with contextlib.suppress(NotFound):
+                gateway.call("containers.remove", cid, force=True)
+        with contextlib.suppress(Exception):
+            lesson_api.docker("volume", "rm", "-f", volume)
