@@ -581,6 +581,12 @@ class ContainerManager:
             }
             cdir.update_state()
             cdir.write_config(cfg)
+            if spec.mounts:
+                try:
+                    self.engine.volumes.reserve(cid, spec.mounts)
+                except BaseException:
+                    shutil.rmtree(cdir.path, ignore_errors=True)
+                    raise
         self._event("create", cid, name, spec)
         return self.get(cid)
 

@@ -354,6 +354,27 @@ class VolumeManager:
                 raise
         return entries
 
+    def reserve(self, container_id: str, mounts: Iterable[Any]) -> list[str]:
+        """At ``docker create``, as Docker does it: the container's named volumes exist and
+        count as used by it from now on, started or not (its anonymous ones come with
+        its first start, when the image's files are copied into them). Returns the names."""
+        _check_container_id(container_id)
+        names = [spec.source for spec in (coerce(m) for m in mounts or [])
+                 if spec.type == "volume" and spec.source]
+        marked: list[Path] = []
+        with self._locked():
+            try:
+                for name in names:
+                    vol = self._create(name, DRIVER, None, None)
+                    marker = vol.mountpoint.parent / "users" / container_id
+                    marker.touch()
+                    marked.append(marker)
+            except BaseException:
+                for marker in marked:
+                    marker.unlink(missing_ok=True)
+                raise
+        return names
+
     def release(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
         """The container no longer uses its volumes; with ``remove_anonymous`` (``rm -v``)
         its anonymous volumes go too. Returns the names of the volumes removed."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.runtime.containers import MountSpec
+from engine.runtime.containers import ContainerSpec, MountSpec
 from tests.engine.network.conftest import output
 
 
@@ -45,3 +45,24 @@ def test_empty_volume_over_an_image_dir_gets_its_files(net_engine):
     assert (engine.volumes.get("e2e-etc").mountpoint / "group").exists()
     engine.containers.remove(c.id)
     engine.volumes.remove("e2e-etc")
+
+
+def test_a_created_container_already_uses_its_named_volume(net_engine):
+    """As in Docker: ``docker create -v name:/x`` makes the volume and holds it, unstarted."""
+    import pytest
+
+    from engine.errors import Conflict
+
+    engine, _run = net_engine
+    c = engine.containers.create(ContainerSpec(
+        image="busybox:latest", cmd=["true"], network_mode="none",
+        mounts=[MountSpec(type="volume", source="e2e-created", target="/data")]))
+    try:
+        assert engine.volumes.get("e2e-created").users == [c.id]
+        with pytest.raises(Conflict, match="in use"):
+            engine.volumes.remove("e2e-created")
+        assert "e2e-created" not in (engine.volumes.prune().get("VolumesDeleted") or [])
+    finally:
+        engine.containers.remove(c.id)
+    assert engine.volumes.get("e2e-created").users == []
+    engine.volumes.remove("e2e-created")
