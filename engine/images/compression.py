@@ -35,8 +35,6 @@ _GzipReader = getattr(_inflate, "_GzipReader", None)
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1 << 20
-#: The most one inflate call may produce: 4 input chunks' worth of a typical layer.
-PIECE = 4 << 20
 
 
 def detect(head: bytes) -> str:
@@ -128,29 +126,6 @@ class _GzipStream:
                 raise zlib.error("incorrect length check (gzip trailer)")
             rest = rest[8:]
         self.rest, self.d = rest, None
-
-    def read_some(self, n: int = PIECE) -> bytes:
-        """The next inflated piece, at most ``n`` bytes, b"" at the end: one inflate call's
-        output as it is, not joined with the next (a copy of most bytes, under the GIL).
-
-        The default ``n`` is a few input chunks' worth, so an input chunk is usually
-        inflated whole, without zlib copying its unconsumed tail out.
-        """
-        if self.buf:
-            out, self.buf = self.buf[:n], self.buf[n:]
-            return out
-        while not self.eof:
-            if self.d is None:
-                if not self._start_member():
-                    self.eof = True
-                    break
-            elif self.d.eof:
-                self._end_member()
-                continue
-            piece = self._inflate(n)
-            if piece:
-                return piece
-        return b""
 
     def _inflate(self, n: int) -> bytes:
         """Feed the current member's decompressor once; at most ``n`` bytes out."""
