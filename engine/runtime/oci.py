@@ -22,8 +22,6 @@ other calls go through ``unshare(1)``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -36,12 +34,9 @@ from pathlib import Path
 from engine.errors import RuntimeFailure
 from engine.hostinfo import cgroup_hybrid
 from engine.runtime import seccomp_bpf
+from engine.runtime.rootfs import bind_mount, enter_private_mount_namespace
 
 UNIFIED_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
-_CLONE_NEWNS = 0x00020000
-_MS_BIND, _MS_PRIVATE = 0x1000, 1 << 18
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
 log = logging.getLogger(__name__)
 
 
@@ -51,16 +46,12 @@ def hide_unified_controllers() -> None:
     Only the cgroup2 mount is made private, so the bind over its
     ``cgroup.controllers`` never reaches the host; every other mount keeps the
     propagation it has, as it would for a runtime started without the trick.
-    Runs between fork and exec, so it must not allocate much and reports
-    failure by raising (subprocess turns that into an error in the parent).
+    Runs between fork and exec and reports failure by raising (subprocess turns
+    that into an error in the parent).
     """
-    if _libc.unshare(_CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    if _libc.mount(None, os.path.dirname(UNIFIED_CONTROLLERS).encode(), None, _MS_PRIVATE,
-                   None) != 0:
-        raise OSError(ctypes.get_errno(), "make the cgroup2 mount private")
-    if _libc.mount(b"/dev/null", UNIFIED_CONTROLLERS.encode(), None, _MS_BIND, None) != 0:
-        raise OSError(ctypes.get_errno(), f"bind /dev/null over {UNIFIED_CONTROLLERS}")
+    controllers = Path(UNIFIED_CONTROLLERS)
+    enter_private_mount_namespace(only=controllers.parent)
+    bind_mount(Path(os.devnull), controllers)
 
 
 @dataclass

@@ -72,15 +72,20 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
         raise RuntimeFailure(f"mounting the overlay root at {target} failed: {os.strerror(err)}")
 
 
-def enter_private_mount_namespace() -> None:
+def enter_private_mount_namespace(only: Path | None = None) -> None:
     """Give the calling *thread* a mount namespace of its own, no mount shared with the
     host's: what it mounts from now on, no other thread or process sees, and it all
-    goes when the thread ends (CLONE_FS too: a thread shares its root and cwd)."""
+    goes when the thread ends (CLONE_FS too: a thread shares its root and cwd).
+
+    ``only``: make that one mount private and leave every other mount's propagation
+    as it is (a child about to exec a runtime that must see the host's mounts as usual).
+    """
     clone_fs, clone_newns, ms_private = 0x00000200, 0x00020000, 1 << 18
     if _libc.unshare(clone_fs | clone_newns) != 0:
         raise RuntimeFailure(f"cannot enter a mount namespace of its own: "
                              f"{os.strerror(ctypes.get_errno())}")
-    if _libc.mount(None, b"/", None, MS_REC | ms_private, None) != 0:
+    target, flags = (str(only).encode(), ms_private) if only else (b"/", MS_REC | ms_private)
+    if _libc.mount(None, target, None, flags, None) != 0:
         raise RuntimeFailure(f"cannot make the mounts private: {os.strerror(ctypes.get_errno())}")
 
 
