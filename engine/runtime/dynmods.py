@@ -29,7 +29,8 @@ import threading
 from pathlib import Path
 
 FEATURES = Path("/sys/kernel/cgroup/features")
-_done = False
+#: True or False once tried (None: not yet)
+_outcome: bool | None = None
 _lock = threading.Lock()
 
 
@@ -48,27 +49,33 @@ def wanted() -> bool:
 
 
 def favor_dynamic_changes() -> bool:
-    """Turn ``favordynmods`` on for this host (once per process); True when it is on."""
-    global _done
-    if _done:
-        return True
-    with _lock:
-        if _done or not wanted():
-            return _done
-        try:
-            if "favordynmods" not in FEATURES.read_text().split():
-                return False
-            with open("/proc/self/mountinfo") as fh:
-                found = cgroup2_mount(fh.read())
-        except OSError:
+    """Turn ``favordynmods`` on for this host (tried once per process); True when it is on.
+
+    Called before every start: after the first, the answer is remembered, whichever
+    it was, so a host without the option is not asked again on each start.
+    """
+    global _outcome
+    if _outcome is None:
+        with _lock:
+            if _outcome is None:
+                _outcome = _turn_on() if wanted() else False
+    return _outcome
+
+
+def _turn_on() -> bool:
+    try:
+        if "favordynmods" not in FEATURES.read_text().split():
             return False
-        if found is None:
+        with open("/proc/self/mountinfo") as fh:
+            found = cgroup2_mount(fh.read())
+    except OSError:
+        return False
+    if found is None:
+        return False
+    mountpoint, options = found
+    if "favordynmods" not in options:
+        proc = subprocess.run(["mount", "-o", "remount,favordynmods", mountpoint],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
             return False
-        mountpoint, options = found
-        if "favordynmods" not in options:
-            proc = subprocess.run(["mount", "-o", "remount,favordynmods", mountpoint],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                return False
-        _done = True
-        return True
+    return True

@@ -53,13 +53,13 @@ def test_the_host_gets_favordynmods_and_keeps_its_other_options(monkeypatch):
     _without_favordynmods()
     _, per_mount, before = _mount()
     assert "favordynmods" not in before
-    monkeypatch.setattr(dynmods, "_done", False)
+    monkeypatch.setattr(dynmods, "_outcome", None)
     assert dynmods.favor_dynamic_changes()
     _, per_mount_after, after = _mount()
     assert after == before | {"favordynmods"} and per_mount_after == per_mount
 
 
 def test_it_can_be_declined(monkeypatch):
-    monkeypatch.setattr(dynmods, "_done", False)
+    monkeypatch.setattr(dynmods, "_outcome", None)
     monkeypatch.setenv("ESTIBA_FAVOR_DYNMODS", "0")
     assert not dynmods.favor_dynamic_changes()
