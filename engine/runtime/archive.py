@@ -78,18 +78,21 @@ def in_container_view(root: Path, mounts: list[dict[str, Any]], fn: Callable[[],
     return in_fresh_thread(view, name="estiba-cp")
 
 
-def within(path: str, directory: str) -> bool:
-    """Whether the container's ``path`` is ``directory`` or below it (no links followed)."""
-    clean, top = _absolute(path), _absolute(directory)
-    return clean == top or clean.startswith(top.rstrip("/") + "/")
-
-
-def refuse_read_only(mounts: list[dict[str, Any]], path: str) -> None:
-    """``docker cp`` into a read-only volume or bind: refused, naming it."""
-    for m in mounts:
-        if not m.get("RW", True) and within(path, m.get("Destination") or "/"):
-            raise Forbidden(f"{path} is in the read-only mount {_absolute(m['Destination'])} "
-                            "of the container")
+def refuse_read_only(mounts: list[dict[str, Any]], path: str, root_read_only: bool,
+                     name: str) -> None:
+    """``docker cp`` into a read-only place: the mount holding ``path`` (the deepest one
+    whose destination is ``path`` or above it, no links followed), else the root."""
+    clean = _absolute(path)
+    holding = [m for m in mounts if m.get("Destination") and (
+        clean == _absolute(m["Destination"])
+        or clean.startswith(_absolute(m["Destination"]).rstrip("/") + "/"))]
+    if holding:
+        deepest = max(holding, key=lambda m: len(_absolute(m["Destination"])))
+        if not deepest.get("RW", True):
+            raise Forbidden(f"{path} is in the read-only mount "
+                            f"{_absolute(deepest['Destination'])} of the container")
+    elif root_read_only:
+        raise Forbidden(f"container {name}'s root filesystem is read-only")
 
 
 def _absolute(path: str) -> str:

@@ -42,7 +42,6 @@ from engine.errors import (
     CommandNotFound,
     Conflict,
     EngineError,
-    Forbidden,
     InvalidArgument,
     NotFound,
     NotModified,
@@ -1256,11 +1255,7 @@ class ContainerManager:
         """Extract a tar into the container's directory ``path`` (``docker cp`` in)."""
         c = self.get(id_or_name)
         mounts = c.config.get("Mounts") or []
-        archive.refuse_read_only(mounts, path)
-        if c.spec.read_only and not any(
-                m.get("RW", True) and archive.within(path, m.get("Destination") or "/")
-                for m in mounts):
-            raise Forbidden(f"container {c.name}'s root filesystem is read-only")
+        archive.refuse_read_only(mounts, path, c.spec.read_only, c.name)
         if isinstance(src, (bytes, bytearray)):
             src = io.BytesIO(src)
         with self._op_lock(c.id), self._merged_root(c) as root:
