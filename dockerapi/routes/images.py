@@ -107,16 +107,17 @@ async def _url_import(download: UrlSpool, import_file) -> AsyncIterator[bytes]:
     def report(current: int, total: int | None) -> None:
         loop.call_soon_threadsafe(progress.put_nowait, (current, total))
 
-    task = asyncio.ensure_future(asyncio.to_thread(download.download, report))
+    def fetch() -> str:
+        try:
+            return download.download(report)
+        finally:
+            loop.call_soon_threadsafe(progress.put_nowait, None)  # the last item, always
+
+    task = asyncio.ensure_future(asyncio.to_thread(fetch))
     yield json.dumps({"status": f"Downloading from {download.url}"}).encode() + b"\r\n"
     try:
-        while not task.done() or not progress.empty():
-            getter = asyncio.ensure_future(progress.get())
-            await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                continue
-            current, total = getter.result()
+        while (item := await progress.get()) is not None:
+            current, total = item
             detail = {"current": current, **({"total": total} if total else {})}
             yield json.dumps({"status": "Downloading", "progressDetail": detail,
                               "id": "import"}).encode() + b"\r\n"
