@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.introspect.namespaces import namespace_inode
+from tests.browser.conftest import login
 from tests.browser.lessons.conftest import inside, screenshot
 
 pytestmark = pytest.mark.browser
@@ -251,17 +252,12 @@ def test_a_student_sees_only_their_own_path_in_the_architecture(browser, dashboa
     from engine.errors import NotFound
     from estiba import gateway
 
-    name, password, _pk = make_user(f"student-{uuid.uuid4().hex[:6]}")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    student = make_user(f"student-{uuid.uuid4().hex[:6]}")
+    name = student[0]
+    context, page = login(browser, dashboard, student)
     volume = f"lesson-own-{uuid.uuid4().hex[:6]}"
     cid = None
     try:
-        page = context.new_page()
-        page.goto(dashboard.url + "/login/")
-        page.fill("#id_username", name)
-        page.fill("#id_password", password)
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
         page.goto(f"{dashboard.url}/lessons/architecture/")
         page.wait_for_timeout(500)  # the socket joins its groups
         page.evaluate(WATCH_ROWS)
