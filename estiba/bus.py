@@ -20,6 +20,11 @@ STREAM_TTL = 600
 #: How long an answer no caller took any more (it gave up) stays in Redis (seconds).
 REPLY_TTL = 300
 
+#: Connection options of every client. redis-py 8 made 5 s the default socket timeout,
+#: which breaks any blocking read longer than that (a BLPOP waiting 30 s for a worker's
+#: answer, a stream read): a blocking command carries its own timeout, so none here.
+CLIENT_OPTIONS = {"socket_timeout": None, "socket_keepalive": True}
+
 _local = threading.local()
 
 
@@ -28,14 +33,14 @@ def client() -> redis.Redis:
     url = settings.REDIS_URL
     cached = getattr(_local, "client", None)
     if cached is None or cached[0] != url:
-        cached = (url, redis.Redis.from_url(url, socket_keepalive=True))
+        cached = (url, redis.Redis.from_url(url, **CLIENT_OPTIONS))
         _local.client = cached
     return cached[1]
 
 
 def aclient() -> aioredis.Redis:
     """A new asyncio client (one per consumer: asyncio clients belong to one event loop)."""
-    return aioredis.Redis.from_url(settings.REDIS_URL)
+    return aioredis.Redis.from_url(settings.REDIS_URL, **CLIENT_OPTIONS)
 
 
 def reply_key(rid: str) -> str:

@@ -179,12 +179,21 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 
 # --- Redis, Channels, Celery ----------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0")
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+
+
+def channel_layers(redis_url: str) -> dict:
+    """Channels' layer on ``redis_url``, without a socket timeout: the layer blocks in
+    BZPOPMIN for 5 s, and redis-py 8's default socket timeout of 5 s would cut it."""
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": None}],
+                       "capacity": 1500, "expiry": 30},
+        }
     }
-}
+
+
+CHANNEL_LAYERS = channel_layers(REDIS_URL)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_SERIALIZER = "json"

@@ -88,7 +88,10 @@ def web_env(engine, engine_config, redis_server, registry_server) -> Iterator[We
     try:
         yield web
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("ESTIBA_KEEP_TEST_LOGS"):  # to read daphne.log and worker.log after
+            print(f"\nweb test logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _point_this_process_at(web: WebEnv) -> None:
@@ -97,13 +100,13 @@ def _point_this_process_at(web: WebEnv) -> None:
     from django.db import connections
 
     from estiba.celery import app
+    from estiba.settings import channel_layers
 
     url = web.env["REDIS_URL"]
     settings.REDIS_URL = url
     settings.ESTIBA_HOSTNAME = web.host
     settings.ESTIBA_REGISTRY = web.env["ESTIBA_REGISTRY"]
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                           "CONFIG": {"hosts": [url]}}}
+    settings.CHANNEL_LAYERS = channel_layers(url)
     app.conf.update(broker_url=url, result_backend=url)
     connections["default"].settings_dict["NAME"] = web.env["ESTIBA_SQLITE_PATH"]
 

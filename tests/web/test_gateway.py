@@ -117,3 +117,17 @@ def test_a_queued_task_is_celerys_own_message_without_its_arguments_in_the_heade
     args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
     assert args == ["registry.login", ["s3cret-pass"], {}, "reply"] and kwargs == {}
     assert "s3cret" not in json.dumps(headers)
+
+
+@pytest.mark.slow
+def test_a_call_may_wait_longer_than_redis_clients_default_socket_timeout(web_worker):
+    """redis-py 8 cuts any read after 5 s by default: a ``docker wait`` on a container
+    that runs 6 s must still get its exit code, not a Redis timeout."""
+    cid = gateway.call("containers.create", {"image": "busybox:latest",
+                                             "cmd": ["sh", "-c", "sleep 6; exit 3"],
+                                             "network_mode": "none"})["Id"]
+    try:
+        gateway.call("containers.start", cid)
+        assert gateway.call("containers.wait", cid, timeout=60) == 3
+    finally:
+        gateway.call("containers.remove", cid, force=True)

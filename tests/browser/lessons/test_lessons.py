@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from engine.introspect.namespaces import namespace_inode
 from tests.browser.conftest import login
@@ -223,10 +224,15 @@ def test_architecture_lights_the_path_of_real_requests(page_in, logged_in, lesso
     # The log keeps its newest 50 rows, and in a busy session other requests and
     # events may push a row out before it is looked at: watch the rows as they come.
     page.evaluate(WATCH_ROWS)
-    with other.expect_request(lambda r: r.method == "POST", timeout=30000):
+    # The tap publishes once the POST has its answer, which waits for the worker: wait for
+    # the page that answer leads to, not only for the request to leave.
+    with other.expect_navigation(timeout=60000):  # the POST, its redirect, the new page
         other.click("form.inline button.primary")
-    other.wait_for_load_state()
-    vrow = page.wait_for_function(ROW_SEEN, arg=["browser", "POST /volumes/"], timeout=20000)
+    try:
+        vrow = page.wait_for_function(ROW_SEEN, arg=["browser", "POST /volumes/"],
+                                      timeout=20000)
+    except PlaywrightTimeout:
+        pytest.fail(f"no row for the POST; rows seen: {page.evaluate('() => window.archRows')}")
     assert "teacher" in vrow.json_value()
     # and a real engine event: the worker's projection tells the admins' group
     page.evaluate(WATCH_LIT)
@@ -269,9 +275,8 @@ def test_a_student_sees_only_their_own_path_in_the_architecture(browser, dashboa
         other = context.new_page()
         other.goto(f"{dashboard.url}/volumes/")
         other.fill("#vname", volume)
-        with other.expect_request(lambda r: r.method == "POST", timeout=30000):
+        with other.expect_navigation(timeout=60000):  # the POST, its redirect, the new page
             other.click("form.inline button.primary")
-        other.wait_for_load_state()
         mine = page.wait_for_function(ROW_SEEN, arg=["POST /volumes/"], timeout=20000)
         assert name in mine.json_value()
         page.wait_for_timeout(1000)  # anything else on its way has arrived by now
