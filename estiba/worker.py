@@ -1,27 +1,24 @@
-"""What a host's worker does besides running tasks: events, reconcile, heartbeat.
+"""What a host's worker does besides running tasks: heartbeat, recovery, the projector.
 
-When the Celery worker is ready it starts these daemon threads:
+When the Celery worker is ready it:
 
-- the event publisher follows the engine's event journal
-  (``EventBus.follow``) from where it last stopped, publishes every event to
-  the Redis channel ``estiba:events`` (the REST API's ``/events`` reads it) and
-  applies it to the projection, which tells the browsers;
-- transient events (pull progress, build output) emitted in this process are
-  published to the same channel as they happen;
-- the heartbeat beats on its own timer (a third of the heartbeat timeout), so
-  a long reconcile pass or a slow engine call never makes the host look
-  offline;
-- the reconcile loop compares the engine's objects with the projection every
-  few seconds;
-- the projection's messages to the browsers go out on one event loop thread of
-  the worker's own (``NotifyLoop``), not a new loop per message.
+- recovers what a crash left (containers first, then their networks, volumes
+  and policies);
+- beats on its own timer (a third of the heartbeat timeout), so a slow engine
+  call never makes the host look offline;
+- publishes the transient events emitted in this process (pull progress, build
+  output) to the Redis channel ``estiba:events`` as they happen;
+- starts the projector (``estiba.projector``), the process that follows the
+  engine's event journal into Redis and the dashboard's database, and starts it
+  again if it dies.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -56,41 +53,13 @@ def host() -> str:
     return settings.ESTIBA_HOSTNAME
 
 
-def _publish(r: Any, event: Any) -> None:
-    from estiba import bus
-    from estiba.ops import event_json
-
-    payload = {"host": host(), **event_json(event)}
-    r.publish(bus.EVENTS_CHANNEL, json.dumps(payload))
-
-
-def follow_events() -> None:
-    """Publish and apply each journal event, resuming from the offset kept in Redis."""
-    from estiba import bus, projection
-
-    engine = get_engine()
-    r = bus.client()
-    key = bus.events_offset_key(host())
-    saved = r.get(key)
-    offset = int(saved) if saved is not None else engine.events.end_offset()
-    if offset > engine.events.end_offset():  # the journal was replaced
-        offset = 0
-    for next_offset, event in engine.events.follow(offset, stop=_stop, poll=0.02):
-        try:
-            _publish(r, event)
-            projection.apply_event(engine, host(), event)
-        except Exception:
-            log.exception("event %s %s not delivered", event.type, event.action)
-        r.set(key, next_offset)
-
-
 def publish_transient(event: Any) -> None:
     if not event.transient:
         return
-    from estiba import bus
+    from estiba.projector import publish
 
     try:
-        _publish(bus.client(), event)
+        publish(event)
     except Exception:
         log.exception("transient event not published")
 
@@ -147,81 +116,54 @@ def heartbeat_loop() -> None:
         connection.close()
 
 
-def reconcile_loop() -> None:
-    from estiba import projection
-
-    engine = get_engine()
-    interval = settings.ESTIBA_RECONCILE_INTERVAL
-    tick = 0
-    while not _stop.is_set():
-        started = time.monotonic()
-        steps = [("containers", projection.reconcile_containers)]
-        if tick % 5 == 0:
-            steps += [("images", projection.reconcile_images),
-                      ("volumes", projection.reconcile_volumes),
-                      ("networks", projection.reconcile_networks)]
-        for name, step in steps:
-            try:
-                step(engine, host())
-            except Exception as exc:
-                log.debug("reconcile %s: %s", name, exc)
-        if tick == 0:  # the dashboard now shows what the engine has (make run waits for it)
-            _say_ready()
-        tick += 1
-        _stop.wait(max(0.1, interval - (time.monotonic() - started)))
-
-
-def _say_ready() -> None:
-    from estiba import bus
-
-    try:
-        bus.client().set(bus.ready_key(host()), "1")
-    except Exception as exc:
-        log.warning("could not say the worker is ready: %s", exc)
-
-
-class NotifyLoop:
-    """One event loop thread for the projection's messages to the browsers.
-
-    ``async_to_sync`` from a plain thread builds a loop, a thread and a Redis
-    connection per message; the worker notifies for every engine event (six for
-    a ``run --rm``), so that cost (about 5 ms of CPU each) competed with the
-    tasks themselves. This loop lives as long as the worker and keeps the channel
-    layer's connections open.
-    """
+class Projector:
+    """The projector process, started again when it dies (at most once a second)."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                       name="estiba-notify")
+        self.proc: subprocess.Popen | None = None
+        self.thread = threading.Thread(target=self._keep, daemon=True, name="estiba-projector")
+
+    def start(self) -> None:
         self.thread.start()
 
-    def send(self, layer: Any, groups: list[str], message: dict) -> None:
-        from estiba.projection import _send_all
+    def _spawn(self) -> subprocess.Popen:
+        env = dict(os.environ, ESTIBA_PROJECTOR_PARENT=str(os.getpid()))
+        return subprocess.Popen([sys.executable, "-m", "estiba.projector"], env=env,
+                                cwd=Path(__file__).resolve().parents[1])
 
-        future = asyncio.run_coroutine_threadsafe(_send_all(layer, groups, message), self.loop)
-        future.result(timeout=10)
+    def _keep(self) -> None:
+        while not _stop.is_set():
+            started = time.monotonic()
+            self.proc = self._spawn()
+            code = self.proc.wait()
+            if _stop.is_set():
+                return
+            log.warning("the projector exited (%s); starting it again", code)
+            _stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-_notify_loop: NotifyLoop | None = None
+_projector: Projector | None = None
 
 
 def start_background() -> None:
-    """Start the worker's threads (called once the Celery worker is ready)."""
-    from estiba import projection
+    """Start the worker's threads and the projector (once the Celery worker is ready)."""
     from estiba.gil import favor_waiting_threads
 
     favor_waiting_threads()
-    global _notify_loop
-    _notify_loop = NotifyLoop()
-    projection.set_sender(_notify_loop.send)
     engine = get_engine()
     beat_redis()
     # The heartbeat first: recovering many containers may take longer than its timeout.
-    global _heartbeat_thread
+    global _heartbeat_thread, _projector
     _heartbeat_thread = threading.Thread(target=heartbeat_loop, daemon=True,
                                          name="estiba-heartbeat_loop")
     _heartbeat_thread.start()
@@ -230,16 +172,16 @@ def start_background() -> None:
     except Exception as exc:
         log.warning("could not recover after a crash: %s", exc)
     engine.events.subscribe(publish_transient)
-    for target in (follow_events, reconcile_loop):
-        threading.Thread(target=target, daemon=True, name=f"estiba-{target.__name__}").start()
+    _projector = Projector()
+    _projector.start()
 
 
 def stop_background() -> None:
     from estiba import bus
 
     _stop.set()
-    if _notify_loop is not None:
-        _notify_loop.stop()
+    if _projector is not None:
+        _projector.stop()
     if _heartbeat_thread is not None:  # a beat under way must not outlive the key's removal
         _heartbeat_thread.join(timeout=5)
     try:

@@ -168,7 +168,7 @@ def test_heartbeat_beats_while_a_reconcile_pass_takes_longer_than_its_timeout(
     """The heartbeat's own timer renews the key and the row during a 3x-timeout reconcile."""
     from django.conf import settings
 
-    from estiba import bus, projection, worker
+    from estiba import bus, projection, projector, worker
     from hosts_app.models import Host
 
     timeout = 2
@@ -178,6 +178,7 @@ def test_heartbeat_beats_while_a_reconcile_pass_takes_longer_than_its_timeout(
     monkeypatch.setattr(worker, "_engine", engine)
     stop = threading.Event()
     monkeypatch.setattr(worker, "_stop", stop)
+    monkeypatch.setattr(projector, "_stop", stop)
     in_pass = threading.Event()
 
     def slow_reconcile(engine, host_name) -> None:
@@ -187,8 +188,8 @@ def test_heartbeat_beats_while_a_reconcile_pass_takes_longer_than_its_timeout(
     monkeypatch.setattr(projection, "reconcile_containers", slow_reconcile)
     r = bus.client()
     key = bus.heartbeat_key(host)
-    threads = [threading.Thread(target=t, daemon=True)
-               for t in (worker.reconcile_loop, worker.heartbeat_loop)]
+    threads = [threading.Thread(target=projector.reconcile_loop, args=(engine,), daemon=True),
+               threading.Thread(target=worker.heartbeat_loop, daemon=True)]
     for t in threads:
         t.start()
     try:
