@@ -16,6 +16,7 @@ websocket_urlpatterns = [
     path("ws/containers/<str:ref>/stats/", containers.StatsConsumer.as_asgi()),
     path("ws/containers/<str:ref>/terminal/", containers.TerminalConsumer.as_asgi()),
     path("ws/images/pull/", images.PullConsumer.as_asgi()),
+    path("ws/images/push/", images.PushConsumer.as_asgi()),
     path("ws/images/build/<str:token>/", images.BuildConsumer.as_asgi()),
 ]
 

@@ -1,9 +1,13 @@
-"""Websockets of the images page: a pull's per-layer progress, a build's step output.
+"""Websockets of the images pages: a pull's or a push's per-layer progress, a build's output.
 
 The pull socket receives ``{"ref": "127.0.0.1:5000/alpine:3"}`` and forwards
 Docker's JSON progress lines as the worker's registry client emits them; the
-pulled image is then owned by the user who pulled it. The build socket runs a
-build whose context the user uploaded (kept in Redis under a one-time token).
+pulled image is then owned by the user who pulled it. The push socket receives
+``{"image": <id>, "target": "127.0.0.1:5000/app:1"}``: an image the user may
+change, tagged with the target first if it is not one of its names (as ``docker
+tag`` then ``docker push``), pushed with the user's login for that registry. The
+build socket runs a build whose context the user uploaded (kept in Redis under a
+one-time token).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import logging
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils.translation import gettext as _
 
 from engine import errors
+from engine.images import reference
 from estiba import bus, gateway, permissions
 from estiba.projection import generic_message, notify, upsert_image
 from images_app.registries import credentials_for
@@ -44,9 +50,7 @@ class _ImageSocket(AsyncJsonWebsocketConsumer):
         try:
             async for item in gateway.astream(op, *args, **kwargs):
                 if isinstance(item, dict) and "result" in item:
-                    if item["result"]:
-                        await sync_to_async(_own_image)(self.scope["user"], item["result"])
-                    await self.send_json({"done": True, "image": item["result"]})
+                    await self.send_json(await self.finished(item["result"]))
                 else:
                     await self.send_json({"progress": item})
         except errors.EngineError as exc:
@@ -54,6 +58,12 @@ class _ImageSocket(AsyncJsonWebsocketConsumer):
         except Exception:
             log.exception("%s failed", op)
             await self.send_json({"error": "internal error"})
+
+    async def finished(self, result) -> dict:
+        """The last message, once the operation gave its result: a new image, owned."""
+        if result:
+            await sync_to_async(_own_image)(self.scope["user"], result)
+        return {"done": True, "image": result}
 
 
 class PullConsumer(_ImageSocket):
@@ -69,6 +79,49 @@ class PullConsumer(_ImageSocket):
             await self.send_json({"error": str(exc)})
             return
         await self._forward("registry.pull", ref, auth=auth)
+
+
+def _push_target(user, image: str, target: str) -> tuple[str, dict | None]:
+    """Check who pushes what where; tag the image with ``target`` when it is a new name.
+
+    Returns the target, normalised, and the user's login for its registry.
+    """
+    row = permissions.get_visible(user, "image", image)
+    permissions.check_act(user, row, _("push"))
+    try:
+        ref = reference.parse(target)
+    except errors.InvalidArgument as exc:
+        raise errors.InvalidArgument(f"the target {target!r} is not an image reference: "
+                                     f"{exc}") from None
+    if ref.digest:
+        raise errors.InvalidArgument("push to a name:tag, not to a digest")
+    wanted = ref.familiar()
+    if wanted not in row.tags:
+        gateway.call("images.tag", row.engine_id, wanted, host=row.host)
+        upsert_image(row.host, gateway.call("images.resolve", row.engine_id, host=row.host),
+                     row)
+    return wanted, credentials_for(user, wanted)
+
+
+class PushConsumer(_ImageSocket):
+    async def receive_json(self, content: dict, **kwargs) -> None:
+        image, target = content.get("image"), content.get("target")
+        if not (isinstance(image, str) and image and isinstance(target, str)
+                and target.strip() and len(target) <= REF_MAX):
+            await self.send_json({"error": "give the image and where to push it, e.g. "
+                                           "127.0.0.1:5000/name:tag"})
+            return
+        try:
+            target, auth = await sync_to_async(_push_target)(self.scope["user"], image,
+                                                             target.strip())
+        except (errors.EngineError, permissions.Refused) as exc:
+            await self.send_json({"error": str(exc)})
+            return
+        self.target = target
+        await self._forward("registry.push", target, auth=auth)
+
+    async def finished(self, result) -> dict:
+        return {"done": True, "target": self.target, "digest": result}
 
 
 class BuildConsumer(_ImageSocket):

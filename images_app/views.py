@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from containers_app.models import Container
 from engine import errors
+from engine.images import reference
 from estiba import bus, gateway, permissions
 from estiba.projection import drop, upsert_image
 from estiba.web import engine_errors
@@ -51,7 +52,21 @@ def detail(request: HttpRequest, ref: str) -> HttpResponse:
         "image": row, "history": history, "users": users,
         "inspect_json": json.dumps(row.data, indent=2, sort_keys=True),
         "may_act": permissions.may_act(request.user, row),
+        "push_target": push_target(row.tags), "registry": gateway.settings.ESTIBA_REGISTRY,
     })
+
+
+def push_target(tags: list[str]) -> str:
+    """Where a push goes by default: the image's first name on a registry of its own, or
+    its first name on the local registry (``busybox:latest`` -> ``127.0.0.1:5000/busybox``)."""
+    local = gateway.settings.ESTIBA_REGISTRY
+    for tag in tags:
+        if reference.parse(tag).domain != reference.DEFAULT_DOMAIN:
+            return tag
+    if not tags:
+        return ""
+    short = reference.parse(tags[0])
+    return f"{local}/{short.path.rsplit('/', 1)[-1]}:{short.tag or 'latest'}"
 
 
 @require_POST

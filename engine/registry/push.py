@@ -55,12 +55,14 @@ class Pusher:
         tag = self.target.tag or "latest"
         self.progress({"status": f"The push refers to repository [{self.target.name}]"})
         sources = self._mount_sources()
-        blobs = [(d["digest"], d["size"]) for d in manifest.get("layers", [])]
-        blobs.append((manifest["config"]["digest"], manifest["config"]["size"]))
-        for digest, _size in blobs:
+        layers = [(d["digest"], d["size"]) for d in manifest.get("layers", [])]
+        for digest, _size in layers:
             self.progress({"status": "Preparing", "id": _short(digest), "progressDetail": {}})
-        for digest, size in blobs:
-            self._push_blob(digest, size, sources)
+        for digest, size in layers:
+            self._push_blob(digest, size, sources, self.progress)
+        # The config goes up too, without lines of its own: Docker shows the layers only.
+        config = manifest["config"]
+        self._push_blob(config["digest"], config["size"], sources, lambda _line: None)
         r = self.session.request(
             "PUT", f"/v2/{self.target.path}/manifests/{tag}", scope=self.scope,
             what=f"manifest {self.target.familiar()}", ok=(201, 200),
@@ -92,10 +94,10 @@ class Pusher:
         r.close()
         return r.status_code == 200
 
-    def _push_blob(self, digest: str, size: int, sources: list[str]) -> None:
+    def _push_blob(self, digest: str, size: int, sources: list[str], progress: Progress) -> None:
         sid = _short(digest)
         if self._exists(digest):
-            self.progress({"status": "Layer already exists", "id": sid, "progressDetail": {}})
+            progress({"status": "Layer already exists", "id": sid, "progressDetail": {}})
             return
         location = None
         for source in sources:
@@ -106,7 +108,7 @@ class Pusher:
                 what=f"mount of {digest}", ok=(201, 202), headers={"Content-Length": "0"})
             r.close()
             if r.status_code == 201:
-                self.progress({"status": f"Mounted from {source}", "id": sid,
+                progress({"status": f"Mounted from {source}", "id": sid,
                                "progressDetail": {}})
                 return
             location = r.headers.get("Location")
@@ -121,7 +123,7 @@ class Pusher:
             raise RegistryError(f"{self.where}: the registry gave no upload location for {digest}")
         if size <= self.monolithic_max:
             with self.store.blobs.open(digest) as fh:
-                body = _UploadBody(fh, size, lambda sent: self.progress({
+                body = _UploadBody(fh, size, lambda sent: progress({
                     "status": "Pushing", "id": sid,
                     "progressDetail": {"current": sent, "total": size}}))
                 self._put(location, digest, body, size)
@@ -129,8 +131,8 @@ class Pusher:
                 raise RegistryError(f"{self.where}: blob {digest} in the store is "
                                     f"{body.sent} bytes, its manifest says {size}")
         else:
-            self._chunked(location, digest, size, sid)
-        self.progress({"status": "Pushed", "id": sid, "progressDetail": {}})
+            self._chunked(location, digest, size, sid, progress)
+        progress({"status": "Pushed", "id": sid, "progressDetail": {}})
 
     def _with_digest(self, location: str, digest: str) -> str:
         return location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
@@ -143,7 +145,8 @@ class Pusher:
             data=data)
         r.close()
 
-    def _chunked(self, location: str, digest: str, size: int, sid: str) -> None:
+    def _chunked(self, location: str, digest: str, size: int, sid: str,
+                 progress: Progress) -> None:
         sent = 0
         with self.store.blobs.open(digest) as fh:
             while sent < size:
@@ -160,7 +163,7 @@ class Pusher:
                 r.close()
                 location = r.headers.get("Location") or location
                 sent += len(chunk)
-                self.progress({"status": "Pushing", "id": sid,
+                progress({"status": "Pushing", "id": sid,
                                "progressDetail": {"current": sent, "total": size}})
         if sent != size:
             raise RegistryError(f"{self.where}: blob {digest} in the store is shorter than its "

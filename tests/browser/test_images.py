@@ -145,3 +145,54 @@ def test_registry_login_is_checked_kept_and_used_for_that_user_only(
     finally:
         ctx.close()
         ctx2.close()
+
+
+def test_push_from_the_image_page_tags_and_shows_each_layer(browser, dashboard, make_user,
+                                                            pushed_image, engine,
+                                                            registry_server):
+    """The owner pushes under a new name (tagged first) with a bar per layer; the registry
+    has it; someone who may not see the image is told it does not exist."""
+    import requests
+
+    carol, dave = make_user("carol"), make_user("dave")
+    ctx, page = login(browser, dashboard, carol)
+    repo = f"classroom/pushed-{uuid.uuid4().hex[:6]}"
+    target = f"{registry_server.host}/{repo}:1"
+    try:
+        page.goto(f"{dashboard.url}/images/pull/")
+        page.fill("#ref", pushed_image)
+        page.click("#pull-form button[type=submit]")
+        page.wait_for_selector("#pull-done:not([hidden])", timeout=60000)
+        image_id = engine.images.resolve(pushed_image).id
+        page.goto(f"{dashboard.url}/images/{image_id}/")
+        assert page.input_value("#target") == pushed_image  # already a registry's name
+        page.fill("#target", target)
+        page.click("#push-form button[type=submit]")
+        page.wait_for_selector("#push-status.success", timeout=60000)
+        assert target in page.text_content("#push-status")
+        assert "sha256:" in page.text_content("#push-status")
+        statuses = page.eval_on_selector_all("#push-layers .layer",
+                                             "ls => ls.map(l => l.dataset.status)")
+        assert statuses and all(s in ("Pushed", "Layer already exists", "Mounted from")
+                                or s.startswith("Mounted from") for s in statuses), statuses
+        shot(page, "12-push-progress")
+        tags = requests.get(f"http://{registry_server.host}/v2/{repo}/tags/list", timeout=10)
+        assert tags.json()["tags"] == ["1"]
+        assert target in engine.images.resolve(image_id).repo_tags  # tagged first
+        # dave may not see carol's image: his own socket hears that it does not exist
+        ctx2, page2 = login(browser, dashboard, dave)
+        said = page2.evaluate("""([image, target]) => new Promise((done) => {
+            const ws = new WebSocket(`ws://${location.host}/ws/images/push/`);
+            ws.onopen = () => ws.send(JSON.stringify({image, target}));
+            ws.onmessage = (m) => { done(JSON.parse(m.data)); ws.close(); };
+        })""", [image_id, f"{registry_server.host}/{repo}:stolen"])
+        ctx2.close()
+        assert "error" in said and "No such image" in said["error"], said
+        tags = requests.get(f"http://{registry_server.host}/v2/{repo}/tags/list", timeout=10)
+        assert tags.json()["tags"] == ["1"]
+    finally:
+        ctx.close()
+        try:
+            engine.images.remove(target)
+        except Exception:
+            pass

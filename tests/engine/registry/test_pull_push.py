@@ -35,6 +35,8 @@ def test_push_then_pull_into_an_empty_store(engine: Engine, empty_engine: Engine
                                                       "Mounted from"))}
     assert prepared and finished == prepared
     local = engine.images.resolve("busybox")
+    # one line per layer, as Docker shows it: the config goes up without lines of its own
+    assert local.id.split(":")[1][:12] not in {line.get("id") for line in lines}
 
     assert not empty_engine.images.list()
     events = []
