@@ -182,18 +182,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0")
 
 
 def channel_layers(redis_url: str) -> dict:
-    """Channels' layer on ``redis_url``: Redis pub/sub, one subscriber per process.
-
-    Not channels_redis's list-based layer: there every consumer of a process may be
-    the one blocked in BZPOPMIN for the whole process, and when its websocket closes
-    the read is cancelled and a message popped for another consumer is lost (a page
-    navigating away dropped the next message to any other page of the same server).
-    No socket timeout: redis-py 8's default of 5 s cut long reads.
-    """
+    """Channels' layer on ``redis_url``, without a socket timeout: the layer blocks in
+    BZPOPMIN for 5 s, and redis-py 8's default socket timeout of 5 s would cut it."""
     return {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": None}]},
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_timeout": None}],
+                       "capacity": 1500, "expiry": 30},
         }
     }
 
