@@ -36,10 +36,18 @@
     if (b && !window.confirm(b.dataset.confirm)) e.preventDefault();
   });
 
-  // Pages with a simple table reload themselves when one of their objects changes.
+  // Pages with a simple table reload themselves when one of their objects changes,
+  // unless they are already on their way elsewhere (a form sent, a link followed): the
+  // reload would abort that navigation, and with it the answer to the user's own request
+  // (the new volume's own event comes while the form that made it waits for its answer).
+  let leaving = false;
+  window.addEventListener("beforeunload", () => { leaving = true; });
+  document.addEventListener("submit", (e) => { if (!e.defaultPrevented) leaving = true; });
+  window.addEventListener("pageshow", () => { leaving = false; });  // back from the cache
   document.addEventListener("estiba:event", (e) => {
     const table = document.querySelector("table[data-reload][data-live-kind]");
-    if (table && e.detail.kind === table.dataset.liveKind && e.detail.action !== "update") {
+    if (table && !leaving && e.detail.kind === table.dataset.liveKind &&
+        e.detail.action !== "update") {
       window.location.reload();
     }
   });

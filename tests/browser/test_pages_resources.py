@@ -168,3 +168,24 @@ def test_hosts_lists_this_host(browser, dashboard, make_user, engine, web_worker
         shot(page, "pages-hosts")
     finally:
         ctx.close()
+
+
+def test_a_list_page_reloads_on_a_change_but_never_over_its_own_navigation(
+        browser, dashboard, make_user):
+    """The volume's own event can come while the form that made it waits for its answer:
+    reloading then would abort that navigation and drop the answer (its message)."""
+    ctx, page = login(browser, dashboard, make_user("reloads"))
+    changed = ("document.dispatchEvent(new CustomEvent('estiba:event', "
+               "{detail: {kind: 'volume', action: 'create'}}))")
+    try:
+        page.goto(f"{dashboard.url}/volumes/")
+        page.evaluate("window.marker = 1")
+        with page.expect_navigation():
+            page.evaluate(changed)
+        assert page.evaluate("window.marker") is None  # a fresh page
+        page.evaluate("window.marker = 2; window.dispatchEvent(new Event('beforeunload'))")
+        page.evaluate(changed)
+        page.wait_for_timeout(700)
+        assert page.evaluate("window.marker") == 2  # not reloaded: it is leaving already
+    finally:
+        ctx.close()
