@@ -30,7 +30,11 @@ class GatewayBackend:
         self.host = host
 
     # --- plumbing -------------------------------------------------------------------------
-    def _call(self, op: str, *args: Any, _timeout: float = 60, **kwargs: Any) -> Any:
+    async def _call(self, op: str, *args: Any, _timeout: float = 60, **kwargs: Any) -> Any:
+        return await self.gw.acall(op, *args, host=self.host, timeout=_timeout, **kwargs)
+
+    def _call_in_thread(self, op: str, *args: Any, _timeout: float = 60, **kwargs: Any) -> Any:
+        """The same, blocking: for the streams' threads and for calls that carry a file."""
         return self.gw.call(op, *args, host=self.host, timeout=_timeout, **kwargs)
 
     def _stream(self, op: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -40,7 +44,7 @@ class GatewayBackend:
         fn = getattr(self, "op_" + name, None)
         if fn is None:
             raise InvalidArgument(f"{name} is not available through the workers yet")
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await fn(*args, **kwargs)
 
     def stream(self, name: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         fn = getattr(self, "st_" + name)
@@ -80,47 +84,43 @@ class GatewayBackend:
         return _Session(await asyncio.to_thread(
             self.gw.session, "containers.attach", id, host=self.host, **kwargs))
 
-    def op_container_export(self, id: str, dest: str) -> None:
-        self.local.engine.containers.export(id, dest)
+    async def op_container_export(self, id: str, dest: str) -> None:
+        await asyncio.to_thread(self.local.engine.containers.export, id, dest)
 
-    def op_container_archive_stat(self, id: str, path: str) -> dict:
-        return self.local.engine.containers.archive_stat(id, path)
+    async def op_container_archive_stat(self, id: str, path: str) -> dict:
+        return await asyncio.to_thread(self.local.engine.containers.archive_stat, id, path)
 
-    def op_container_archive_get(self, id: str, path: str, dest: str) -> dict:
-        return self.local.engine.containers.archive_get(id, path, dest)
+    async def op_container_archive_get(self, id: str, path: str, dest: str) -> dict:
+        return await asyncio.to_thread(self.local.engine.containers.archive_get, id, path, dest)
 
-    def op_container_archive_put(self, id: str, path: str, src: str) -> int:
+    async def op_container_archive_put(self, id: str, path: str, src: str) -> int:
         """A change, so through the host's worker (the tar travels in the task)."""
-        try:
-            with open(src, "rb") as fh:
-                data = fh.read()
-        finally:
-            os.unlink(src)
-        return self._call("containers.archive_put", id, path, data, _timeout=600)
+        return await asyncio.to_thread(lambda: self._call_in_thread(
+            "containers.archive_put", id, path, _read_spooled(src), _timeout=600))
 
-    def op_image_save(self, refs: list[str], dest: str) -> None:
-        self.local.engine.images.save(refs, dest)
+    async def op_image_save(self, refs: list[str], dest: str) -> None:
+        await asyncio.to_thread(self.local.engine.images.save, refs, dest)
 
     # --- system ---------------------------------------------------------------------------
-    def op_system_info(self) -> dict:
-        return self._call("engine.info")
+    async def op_system_info(self) -> dict:
+        return await self._call("engine.info")
 
-    def op_system_df(self) -> dict:
-        images = self._call("images.list", all=True)
+    async def op_system_df(self) -> dict:
+        images = await self._call("images.list", all=True)
         usage = {}
         try:
-            usage = self._call("images.disk_usage") or {}
+            usage = await self._call("images.disk_usage") or {}
         except EngineError:
             pass
         return {"LayersSize": usage.get("LayersSize", sum(i.get("Size", 0) for i in images)),
-                "Images": images, "Containers": self._call("containers.list", all=True),
-                "Volumes": self._volumes(), "BuildCache": []}
+                "Images": images, "Containers": await self._call("containers.list", all=True),
+                "Volumes": await self._volumes(), "BuildCache": []}
 
-    def op_events_history(self, since_nano: int = 0, until_nano: int | None = None) -> list:
-        return [e for e in self._call("events.history", since_nano, until_nano)
+    async def op_events_history(self, since_nano: int = 0, until_nano: int | None = None) -> list:
+        return [e for e in await self._call("events.history", since_nano, until_nano)
                 if not e.get("transient")]
 
-    def op_events_offset(self) -> None:
+    async def op_events_offset(self) -> None:
         return None
 
     def st_events_follow(self, offset: int | None = None) -> Iterator[dict]:
@@ -128,44 +128,45 @@ class GatewayBackend:
             yield item.get("docker", item)
 
     # --- containers -----------------------------------------------------------------------
-    def op_container_create(self, spec: dict) -> dict:
-        data = self._call("containers.create", spec)
+    async def op_container_create(self, spec: dict) -> dict:
+        data = await self._call("containers.create", spec)
         return {"Id": data["Id"], "Warnings": []}
 
-    def op_container_list(self, all: bool = False, filters: dict | None = None,
+    async def op_container_list(self, all: bool = False, filters: dict | None = None,
                           limit: int = 0) -> list:
-        items = self._call("containers.list", all=all, filters=filters or None)
+        items = await self._call("containers.list", all=all, filters=filters or None)
         items.sort(key=lambda c: c.get("Created", 0), reverse=True)
         return items[:limit] if limit and limit > 0 else items
 
-    def op_container_inspect(self, id: str) -> dict:
-        return self._call("containers.get", id)
+    async def op_container_inspect(self, id: str) -> dict:
+        return await self._call("containers.get", id)
 
-    def op_container_action(self, action: str, id: str, **kwargs: Any) -> None:
+    async def op_container_action(self, action: str, id: str, **kwargs: Any) -> None:
         if action not in ("start", "stop", "restart", "kill", "pause", "unpause"):
             raise InvalidArgument(f"unknown container action {action!r}")
         # ``timeout`` is the gateway's own keyword: the engine's goes positionally.
         args = [kwargs.pop("timeout")] if "timeout" in kwargs else []
-        self._call(f"containers.{action}", id, *args, _timeout=120, **kwargs)
+        await self._call(f"containers.{action}", id, *args, _timeout=120, **kwargs)
 
-    def op_container_wait(self, id: str, condition: str = "not-running",
+    async def op_container_wait(self, id: str, condition: str = "not-running",
                           timeout: float | None = None) -> int:
-        return self._call("containers.wait", id, condition=condition, _timeout=LONG)
+        return await self._call("containers.wait", id, condition=condition, _timeout=LONG)
 
-    def op_container_remove(self, id: str, force: bool = False, volumes: bool = False) -> None:
-        self._call("containers.remove", id, force=force, volumes=volumes, _timeout=120)
+    async def op_container_remove(self, id: str, force: bool = False,
+                                  volumes: bool = False) -> None:
+        await self._call("containers.remove", id, force=force, volumes=volumes, _timeout=120)
 
-    def op_container_rename(self, id: str, name: str) -> None:
-        self._call("containers.rename", id, name)
+    async def op_container_rename(self, id: str, name: str) -> None:
+        await self._call("containers.rename", id, name)
 
-    def op_container_top(self, id: str, ps_args: str = "") -> dict:
-        return self._call("containers.top", id, ps_args)
+    async def op_container_top(self, id: str, ps_args: str = "") -> dict:
+        return await self._call("containers.top", id, ps_args)
 
-    def op_container_changes(self, id: str) -> list:
-        return self._call("containers.changes", id)
+    async def op_container_changes(self, id: str) -> list:
+        return await self._call("containers.changes", id)
 
-    def op_container_stats(self, id: str) -> dict:
-        return self._call("containers.stats", id)
+    async def op_container_stats(self, id: str) -> dict:
+        return await self._call("containers.stats", id)
 
     def st_container_stats_stream(self, id: str) -> Iterator[dict]:
         yield from self._stream("containers.stats_stream", id)
@@ -178,38 +179,38 @@ class GatewayBackend:
             yield [entry.get("stream", "stdout"), entry.get("time_nano", 0),
                    data.decode("latin-1")]
 
-    def op_container_prune(self, filters: dict | None = None) -> dict:
-        return self._call("containers.prune", filters or None, _timeout=300)
+    async def op_container_prune(self, filters: dict | None = None) -> dict:
+        return await self._call("containers.prune", filters or None, _timeout=300)
 
-    def op_container_commit(self, id: str, reference: str | None, **kwargs: Any) -> dict:
-        return {"Id": self._call("containers.commit", id, reference, _timeout=600,
-                                 **kwargs)["Id"]}
+    async def op_container_commit(self, id: str, reference: str | None, **kwargs: Any) -> dict:
+        made = await self._call("containers.commit", id, reference, _timeout=600, **kwargs)
+        return {"Id": made["Id"]}
 
     # --- exec -----------------------------------------------------------------------------
-    def op_exec_create(self, id: str, cmd: list, **kwargs: Any) -> dict:
-        return {"Id": self._call("containers.exec_create", id, cmd, **kwargs)}
+    async def op_exec_create(self, id: str, cmd: list, **kwargs: Any) -> dict:
+        return {"Id": await self._call("containers.exec_create", id, cmd, **kwargs)}
 
-    def op_exec_inspect(self, exec_id: str) -> dict:
-        return self._call("containers.exec_inspect", exec_id)
+    async def op_exec_inspect(self, exec_id: str) -> dict:
+        return await self._call("containers.exec_inspect", exec_id)
 
     # --- images ---------------------------------------------------------------------------
-    def op_image_list(self, all: bool = False, filters: dict | None = None) -> list:
-        return self._call("images.list", filters=filters or None, all=all)
+    async def op_image_list(self, all: bool = False, filters: dict | None = None) -> list:
+        return await self._call("images.list", filters=filters or None, all=all)
 
-    def op_image_inspect(self, ref: str) -> dict:
-        return self._call("images.resolve", ref)
+    async def op_image_inspect(self, ref: str) -> dict:
+        return await self._call("images.resolve", ref)
 
-    def op_image_history(self, ref: str) -> list:
-        return self._call("images.history", ref)
+    async def op_image_history(self, ref: str) -> list:
+        return await self._call("images.history", ref)
 
-    def op_image_tag(self, src: str, reference: str) -> None:
-        self._call("images.tag", src, reference)
+    async def op_image_tag(self, src: str, reference: str) -> None:
+        await self._call("images.tag", src, reference)
 
-    def op_image_remove(self, ref: str, force: bool = False) -> list:
-        return self._call("images.remove", ref, force=force, _timeout=300)
+    async def op_image_remove(self, ref: str, force: bool = False) -> list:
+        return await self._call("images.remove", ref, force=force, _timeout=300)
 
-    def op_image_prune(self, dangling_only: bool = True, filters: dict | None = None) -> dict:
-        return self._call("images.prune", dangling_only=dangling_only, filters=filters,
+    async def op_image_prune(self, dangling_only: bool = True, filters: dict | None = None) -> dict:
+        return await self._call("images.prune", dangling_only=dangling_only, filters=filters,
                           _timeout=600)
 
     def st_image_pull(self, reference: str, auth: dict | None = None,
@@ -228,7 +229,7 @@ class GatewayBackend:
 
     def st_image_push(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
         try:
-            image = self._call("images.resolve", reference)
+            image = self._call_in_thread("images.resolve", reference)
             for item in self._stream("registry.push", reference, auth=_creds(auth)):
                 if isinstance(item, dict) and "result" in item and len(item) == 1:
                     digest = item["result"]
@@ -262,80 +263,74 @@ class GatewayBackend:
         except EngineError as exc:
             yield {"error": exc.message, "errorDetail": {"message": exc.message}}
 
-    def op_image_load(self, src: str) -> list[str]:
-        try:
-            with open(src, "rb") as fh:
-                data = fh.read()
-        finally:
-            os.unlink(src)
-        images = self._call("images.load", data, _timeout=600)
+    async def op_image_load(self, src: str) -> list[str]:
+        images = await asyncio.to_thread(lambda: self._call_in_thread(
+            "images.load", _read_spooled(src), _timeout=600))
         return [name for i in images for name in (i.get("RepoTags") or [i.get("Id", "")])]
 
-    def op_image_import(self, src: str, reference: str | None, changes: list[str] | None = None,
-                        message: str = "") -> str:
-        try:
-            with open(src, "rb") as fh:
-                data = fh.read()
-        finally:
-            os.unlink(src)
-        image = self._call("images.import_rootfs", data, reference, comment=message,
-                           changes=changes or None, _timeout=600)
+    async def op_image_import(self, src: str, reference: str | None,
+                              changes: list[str] | None = None, message: str = "") -> str:
+        image = await asyncio.to_thread(lambda: self._call_in_thread(
+            "images.import_rootfs", _read_spooled(src), reference, comment=message,
+            changes=changes or None, _timeout=600))
         return image["Id"]
 
     # --- volumes --------------------------------------------------------------------------
-    def _volumes(self, filters: dict | None = None) -> list:
-        return self._call("volumes.list", filters=filters or None) if filters else \
-            self._call("volumes.list")
+    async def _volumes(self, filters: dict | None = None) -> list:
+        return await self._call("volumes.list", filters=filters or None) if filters else \
+            await self._call("volumes.list")
 
-    def op_volume_create(self, name: str | None = None, driver: str = "local",
+    async def op_volume_create(self, name: str | None = None, driver: str = "local",
                          labels: dict | None = None, options: dict | None = None) -> dict:
-        return self._call("volumes.create", name, driver=driver, labels=labels or {},
+        return await self._call("volumes.create", name, driver=driver, labels=labels or {},
                           driver_opts=options or {})
 
-    def op_volume_list(self, filters: dict | None = None) -> dict:
-        return {"Volumes": self._volumes(filters), "Warnings": []}
+    async def op_volume_list(self, filters: dict | None = None) -> dict:
+        return {"Volumes": await self._volumes(filters), "Warnings": []}
 
-    def op_volume_inspect(self, name: str) -> dict:
-        return self._call("volumes.get", name)
+    async def op_volume_inspect(self, name: str) -> dict:
+        return await self._call("volumes.get", name)
 
-    def op_volume_remove(self, name: str, force: bool = False) -> None:
-        self._call("volumes.remove", name, force=force)
+    async def op_volume_remove(self, name: str, force: bool = False) -> None:
+        await self._call("volumes.remove", name, force=force)
 
-    def op_volume_prune(self, filters: dict | None = None) -> dict:
-        result = self._call("volumes.prune")
+    async def op_volume_prune(self, filters: dict | None = None) -> dict:
+        result = await self._call("volumes.prune")
         return result if isinstance(result, dict) else {"VolumesDeleted": result or [],
                                                         "SpaceReclaimed": 0}
 
     # --- networks -------------------------------------------------------------------------
-    def op_network_create(self, body: dict) -> dict:
+    async def op_network_create(self, body: dict) -> dict:
         from dockerapi.ops import network_create_kwargs
 
         name, kwargs = network_create_kwargs(body)
-        data = self._call("networks.create", name, **kwargs)
+        data = await self._call("networks.create", name, **kwargs)
         return {"Id": data.get("Id", ""), "Warning": ""}
 
-    def op_network_list(self, filters: dict | None = None) -> list:
-        return self._call("networks.list", filters=filters or None) if filters else \
-            self._call("networks.list")
+    async def op_network_list(self, filters: dict | None = None) -> list:
+        return await self._call("networks.list", filters=filters or None) if filters else \
+            await self._call("networks.list")
 
-    def op_network_inspect(self, id: str) -> dict:
-        return self._call("networks.get", id)
+    async def op_network_inspect(self, id: str) -> dict:
+        return await self._call("networks.get", id)
 
-    def op_network_remove(self, id: str) -> None:
-        self._call("networks.remove", id)
+    async def op_network_remove(self, id: str) -> None:
+        await self._call("networks.remove", id)
 
-    def op_network_prune(self, filters: dict | None = None) -> dict:
-        result = self._call("networks.prune")
+    async def op_network_prune(self, filters: dict | None = None) -> dict:
+        result = await self._call("networks.prune")
         return result if isinstance(result, dict) else {"NetworksDeleted": result or []}
 
-    def op_network_connect(self, id: str, container: str, endpoint: dict | None = None) -> None:
+    async def op_network_connect(self, id: str, container: str,
+                                 endpoint: dict | None = None) -> None:
         endpoint = endpoint or {}
         ipam = endpoint.get("IPAMConfig") or {}
-        self._call("networks.connect", id, container, aliases=endpoint.get("Aliases") or [],
-                   ipv4_address=ipam.get("IPv4Address") or None)
+        await self._call("networks.connect", id, container,
+                         aliases=endpoint.get("Aliases") or [],
+                         ipv4_address=ipam.get("IPv4Address") or None)
 
-    def op_network_disconnect(self, id: str, container: str, force: bool = False) -> None:
-        self._call("networks.disconnect", id, container, force=force)
+    async def op_network_disconnect(self, id: str, container: str, force: bool = False) -> None:
+        await self._call("networks.disconnect", id, container, force=force)
 
 
 class _Session:
@@ -373,3 +368,13 @@ def _creds(auth: dict | None) -> dict | None:
     from dockerapi.ops import credentials_dict
 
     return credentials_dict(auth)
+
+
+def _read_spooled(path: str) -> bytes:
+    """The upload the handler spooled to ``path``, read whole and removed (in a thread:
+    it may be large, and so is the task that carries it)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    finally:
+        os.unlink(path)

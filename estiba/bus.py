@@ -8,7 +8,9 @@ nothing) and terminal sessions (``estiba:session:<id>:in`` / ``:out``).
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 
 import redis
 import redis.asyncio as aioredis
@@ -41,6 +43,20 @@ def client() -> redis.Redis:
 def aclient() -> aioredis.Redis:
     """A new asyncio client (one per consumer: asyncio clients belong to one event loop)."""
     return aioredis.Redis.from_url(settings.REDIS_URL, **CLIENT_OPTIONS)
+
+
+_loop_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def loop_client() -> aioredis.Redis:
+    """The asyncio client of the running event loop, shared by its tasks (a pool)."""
+    loop = asyncio.get_running_loop()
+    url = settings.REDIS_URL
+    cached = _loop_clients.get(loop)
+    if cached is None or cached[0] != url:
+        cached = (url, aioredis.Redis.from_url(url, **CLIENT_OPTIONS))
+        _loop_clients[loop] = cached
+    return cached[1]
 
 
 def reply_key(rid: str) -> str:

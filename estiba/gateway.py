@@ -10,7 +10,8 @@ millisecond, where Celery's result backend took several milliseconds a call.
 ``stream(op, ...)`` yields the items of a generator operation (logs -f, stats,
 pull progress, build output) as the worker writes them to a Redis stream.
 ``session(op, ...)`` opens a two-way byte stream (a terminal) bridged through
-Redis. ``astream`` and ``asession`` are the same for async code (Channels).
+Redis. ``acall``, ``astream`` and ``asession`` are the same for async code (the
+API server, Channels); ``acall`` runs on the caller's event loop, with no thread.
 
 A host whose worker has no heartbeat fails at once with ``HostUnavailable``
 instead of waiting for a timeout.
@@ -19,6 +20,7 @@ instead of waiting for a timeout.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -28,6 +30,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 from engine import errors
 from estiba import bus, ops
@@ -48,20 +51,34 @@ def host_alive(host: str | None = None) -> bool:
     return bool(bus.client().exists(bus.heartbeat_key(host or default_host())))
 
 
+def _no_worker(host: str) -> HostUnavailable:
+    return HostUnavailable(
+        f"host {host!r} has no running estiba worker (no heartbeat in the last "
+        f"{settings.ESTIBA_HEARTBEAT_TIMEOUT} s)"
+    )
+
+
 def _check_host(host: str) -> None:
     if not host_alive(host):
-        raise HostUnavailable(
-            f"host {host!r} has no running estiba worker (no heartbeat in the last "
-            f"{settings.ESTIBA_HEARTBEAT_TIMEOUT} s)"
-        )
+        raise _no_worker(host)
+
+
+#: Queue the message only if the host's heartbeat is there: one round trip, and never a
+#: task left in the queue of a host that is down, to run whenever its worker comes back.
+_PUSH_IF_ALIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+_PUSH_IF_ALIVE_SHA = hashlib.sha1(_PUSH_IF_ALIVE.encode()).hexdigest()
 
 
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _NO_WORKFLOW = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def _send(task: str, args: list, host: str) -> None:
-    """Queue the Celery task ``task`` for ``host``'s worker: one LPUSH of its message.
+def _task_message(task: str, args: list, host: str) -> tuple[str, str]:
+    """The queue and the message that run the Celery task ``task`` on ``host``'s worker.
 
     The message is Celery's task protocol 2 in kombu's Redis envelope — what
     ``app.send_task`` sends, built here because kombu's publish makes a new Redis
@@ -92,29 +109,71 @@ def _send(task: str, args: list, host: str) -> None:
             "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
         },
     }
-    bus.client().lpush(queue, json.dumps(message))
+    return queue, json.dumps(message)
+
+
+def _push_args(task: str, args: list, host: str) -> list[Any]:
+    """What ``_PUSH_IF_ALIVE`` is run with: its two keys and the message."""
+    queue, message = _task_message(task, args, host)
+    return [2, bus.heartbeat_key(host), queue, message]
+
+
+def _send(task: str, args: list, host: str) -> None:
+    """Queue ``task`` for ``host``'s worker, if it has one (else ``HostUnavailable``):
+    one script that checks the heartbeat and LPUSHes the message."""
+    client, push = bus.client(), _push_args(task, args, host)
+    try:
+        pushed = client.evalsha(_PUSH_IF_ALIVE_SHA, *push)
+    except NoScriptError:  # the first call since Redis started
+        pushed = client.eval(_PUSH_IF_ALIVE, *push)
+    if not pushed:
+        raise _no_worker(host)
+
+
+async def _asend(client: Any, task: str, args: list, host: str) -> None:
+    """``_send`` on an asyncio client."""
+    push = _push_args(task, args, host)
+    try:
+        pushed = await client.evalsha(_PUSH_IF_ALIVE_SHA, *push)
+    except NoScriptError:
+        pushed = await client.eval(_PUSH_IF_ALIVE, *push)
+    if not pushed:
+        raise _no_worker(host)
 
 
 def call(op: str, *args: Any, host: str | None = None, timeout: float = 30, **kwargs: Any) -> Any:
     """Run ``op`` on ``host``'s engine and return its result (engine errors re-raised)."""
     host = host or default_host()
-    _check_host(host)
     # The answer comes back on a Redis list of its own (BLPOP wakes at once), not
     # through Celery's result backend, which costs a SUBSCRIBE, a GET, an UNSUBSCRIBE
     # and a DEL per call on this side, and a SET and a PUBLISH on the worker's.
     reply = bus.reply_key(uuid.uuid4().hex)
     _send("estiba.call", [op, ops.to_json(list(args)), ops.to_json(kwargs), reply], host)
     got = bus.client().blpop([reply], timeout=max(timeout, 0.01))
+    return _answer(got, op, host, timeout)
+
+
+async def acall(op: str, *args: Any, host: str | None = None, timeout: float = 30,
+                **kwargs: Any) -> Any:
+    """``call`` on the caller's event loop: sent and awaited with no thread in between
+    (handing each call to a thread and back cost the API server about a millisecond)."""
+    host = host or default_host()
+    client = bus.loop_client()
+    reply = bus.reply_key(uuid.uuid4().hex)
+    await _asend(client, "estiba.call",
+                 [op, ops.to_json(list(args)), ops.to_json(kwargs), reply], host)
+    got = await client.blpop([reply], timeout=max(timeout, 0.01))
+    return _answer(got, op, host, timeout)
+
+
+def _answer(got: Any, op: str, host: str, timeout: float) -> Any:
+    """The result in a worker's answer, or the engine error it carries."""
     if got is None:
         raise HostUnavailable(f"host {host!r} did not finish {op} within {timeout:g} s")
     answer = ops.loads(got[1])
     if "error" in answer:
         raise ops.error_from_json(answer["error"])
     return answer["ok"]
-
-
-async def acall(op: str, *args: Any, **kwargs: Any) -> Any:
-    return await sync_to_async(call, thread_sensitive=False)(op, *args, **kwargs)
 
 
 def _decode(raw: bytes) -> dict:
@@ -130,7 +189,6 @@ def stream(
     while the caller prepares; closing the iterator cancels the worker's side.
     """
     host = host or default_host()
-    _check_host(host)
     sid = uuid.uuid4().hex
     _send("estiba.stream", [sid, op, ops.to_json(list(args)), ops.to_json(kwargs)], host)
     return _read_stream(sid, op, host, start_timeout)
@@ -174,7 +232,6 @@ async def astream(
 ) -> AsyncIterator[Any]:
     """``stream`` for async code: never blocks the event loop."""
     host = host or default_host()
-    await sync_to_async(_check_host, thread_sensitive=False)(host)
     sid = uuid.uuid4().hex
     key = bus.stream_key(sid)
     r = bus.aclient()
@@ -255,7 +312,6 @@ class Session:
 
 def _open(op: str, args: tuple, kwargs: dict, host: str | None) -> tuple[str, str]:
     host = host or default_host()
-    _check_host(host)
     sid = uuid.uuid4().hex
     _send("estiba.session", [sid, op, ops.to_json(list(args)), ops.to_json(kwargs)], host)
     return sid, host

@@ -175,6 +175,7 @@ async def wait(api, req: Request, id: str) -> Response:
         # after the inspect, so that the docker CLI's `start`, sent once the headers are
         # out, cannot end the container before the wait counts its exits.
         call = asyncio.ensure_future(api.backend.call("container_wait", id, condition))
+        await asyncio.sleep(0)  # its message goes first: the worker takes them in order
     try:
         data = await _inspect(api, req, id)
     except BaseException:

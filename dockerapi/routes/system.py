@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 import time
@@ -160,12 +161,25 @@ async def events(api, req: Request) -> Response:
                 yield json.dumps(ev).encode() + b"\n"
         if until is not None and until <= time.time_ns():
             return
-        async for ev in backend.stream("events_follow", offset):
-            if until is not None and ev.get("timeNano", 0) > until:
-                return
-            if ev.get("timeNano", 0) <= last:
-                continue
-            if event_matches(ev, filters) and await api.policy.may_see_event(req, ev):
-                yield json.dumps(ev).encode() + b"\n"
+        # An ``until`` still to come ends the stream then, whether or not events come.
+        deadline = None if until is None else time.monotonic() + (until - time.time_ns()) / 1e9
+        follow = backend.stream("events_follow", offset)
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                try:
+                    ev = await asyncio.wait_for(anext(follow), left)
+                except (StopAsyncIteration, TimeoutError):
+                    return
+                if until is not None and ev.get("timeNano", 0) > until:
+                    return
+                if ev.get("timeNano", 0) <= last:
+                    continue
+                if event_matches(ev, filters) and await api.policy.may_see_event(req, ev):
+                    yield json.dumps(ev).encode() + b"\n"
+        finally:
+            await follow.aclose()
 
     return Response(200, stream=gen())

@@ -31,9 +31,16 @@ def test_only_whitelisted_operations_run(web_worker):
             gateway.call(op)
 
 
-def test_a_host_without_worker_fails_at_once(web_worker):
-    with pytest.raises(gateway.HostUnavailable, match="no running estiba worker"):
-        gateway.call("images.list", host="no-such-host")
+def test_a_host_without_worker_fails_at_once_and_nothing_waits_in_its_queue(web_worker):
+    """A task queued for a host that is down would run whenever its worker came back."""
+    from estiba import bus
+
+    for attempt in (lambda: gateway.call("images.list", host="no-such-host"),
+                    lambda: gateway.stream("events.follow", 0, host="no-such-host"),
+                    lambda: gateway.session("containers.exec", "x", host="no-such-host")):
+        with pytest.raises(gateway.HostUnavailable, match="no running estiba worker"):
+            attempt()
+    assert bus.client().llen("host.no-such-host") == 0
 
 
 def test_stream_of_events_from_the_worker(web_worker, engine):
@@ -104,12 +111,13 @@ def test_a_queued_task_is_celerys_own_message_without_its_arguments_in_the_heade
 
     r = bus.client()
     queue = "host.gateway-shape"
+    r.set(bus.heartbeat_key("gateway-shape"), 1, ex=30)  # a host nobody serves, alive
     try:
         gateway._send("estiba.call", ["registry.login", ["s3cret-pass"], {}, "reply"],
                       "gateway-shape")
         message = json.loads(r.lpop(queue))
     finally:
-        r.delete(queue)
+        r.delete(queue, bus.heartbeat_key("gateway-shape"))
     headers, props = message["headers"], message["properties"]
     assert headers["task"] == tasks.call.name
     assert headers["id"] == headers["root_id"] == props["correlation_id"]
@@ -131,3 +139,24 @@ def test_a_call_may_wait_longer_than_redis_clients_default_socket_timeout(web_wo
         assert gateway.call("containers.wait", cid, timeout=60) == 3
     finally:
         gateway.call("containers.remove", cid, force=True)
+
+
+def test_the_async_call_answers_and_fails_as_the_blocking_one(web_worker, engine):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def both() -> tuple:
+        image = await gateway.acall("images.resolve", "busybox:latest")
+        with pytest.raises(errors.ImageNotFound) as missing:
+            await gateway.acall("images.resolve", "no-such-image:1")
+        with pytest.raises(gateway.HostUnavailable, match="no running estiba worker"):
+            await gateway.acall("images.list", host="no-such-host")
+        return image, str(missing.value)
+
+    # a loop in a thread of its own: the browser tests leave one marked running here
+    with ThreadPoolExecutor(1) as pool:
+        image, missing = pool.submit(asyncio.run, both()).result()
+    assert image["Id"] == engine.images.resolve("busybox:latest").id
+    with pytest.raises(errors.ImageNotFound) as local:
+        engine.images.resolve("no-such-image:1")
+    assert missing == str(local.value)

@@ -170,6 +170,14 @@ def test_events_stream_and_filters(dclient, made):
     assert past[0]["Actor"]["Attributes"]["exitCode"] == "0"
 
 
+def test_events_until_a_moment_to_come_end_then_even_with_no_event(dclient):
+    started = time.monotonic()
+    got = list(dclient.events(since=time.time() - 1, until=time.time() + 1.5, decode=True,
+                              filters={"container": "no-such-container-here"}))
+    took = time.monotonic() - started
+    assert got == [] and 1.2 < took < 10, (got, took)
+
+
 def test_system_df(dclient):
     df = dclient.df()
     assert {"Images", "Containers", "Volumes", "LayersSize"} <= set(df)
