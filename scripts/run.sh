@@ -104,7 +104,7 @@ $PY manage.py migrate --noinput -v 0
 $PY manage.py estiba_bootstrap
 
 # 4. The worker for this host (root; a thread pool so long streams never starve short tasks)
-ready_key="estiba:host:$ESTIBA_HOSTNAME:ready"  # set after its first reconcile (estiba/worker.py)
+ready_key="estiba:host:$ESTIBA_HOSTNAME:ready"  # set after its first reconcile (estiba/projector.py)
 redis-cli -p "$ESTIBA_REDIS_PORT" del "$ready_key" >/dev/null
 .venv/bin/celery -A estiba worker -P threads -c 64 -Q "host.$ESTIBA_HOSTNAME" \
     -n "estiba@$ESTIBA_HOSTNAME" --loglevel WARNING >"$ESTIBA_STATE/log/worker.log" 2>&1 &
