@@ -7,8 +7,11 @@ host's worker -> engine, and back:
 * ``ps``: ``containers.list(all=True)`` with 200 containers on the host
   (created, not started: 200 running shims would measure the machine's memory,
   not the API). Target: under 50 ms.
-* ``run --rm busybox true``: create, start, wait, remove — what
-  ``docker run --rm busybox true`` sends — end to end. Target: under 60 ms.
+* ``run --rm busybox true``: create, start, wait, remove, the four calls of a
+  ``run --rm`` through docker-py's API (the docker CLI sends create, wait and
+  start, and the server removes), end to end. Target: under 60 ms.
+  Beside it, in the same rounds, ``crun run`` of the engine's own bundle: the
+  peer that says how fast the machine is at that moment.
 
 The bench starts everything it needs in a private directory (redis-server,
 a migrated SQLite database, a Celery worker and the API server; the engine root
@@ -35,7 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from bench_run import make_bundle, run_runtime  # noqa: E402
 from benchlib import free_port, start_redis_and_db, stop_all, take_down, wait_for  # noqa: E402
+
+from engine import Engine, EngineConfig  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> str:
@@ -66,7 +72,6 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     client = None
     try:
-        from engine import Engine, EngineConfig
         from engine.images.busybox import ensure_busybox
 
         ensure_busybox(Engine(config=EngineConfig(
@@ -94,7 +99,15 @@ def main() -> int:
         print(f"estiba API bench ({'local engine' if args.local else 'through the worker'}),"
               f" docker-py {docker.__version__}")
 
-        # run --rm busybox true, as the docker CLI sends it (remove after wait).
+        # The peer of the same moment: `crun run` of the engine's own bundle, a round of
+        # it after each round through the API (this machine's speed drifts by a third
+        # over an hour, so figures measured apart do not compare).
+        local = Engine(config=EngineConfig(root=base / "root", run_dir=base / "run",
+                                           prefix=env["ESTIBA_PREFIX"]))
+        bundle, bundle_spec = make_bundle(local, base / "plain")
+        crun = []
+
+        # run --rm busybox true: create, start, wait, remove (docker-py's calls).
         runs = []
         phases: dict[str, list[float]] = {"create": [], "start": [], "wait": [], "remove": []}
         for i in range(args.n + 3):
@@ -107,13 +120,17 @@ def main() -> int:
             t3 = time.perf_counter()
             client.api.remove_container(c["Id"])
             t4 = time.perf_counter()
+            runtime_took = run_runtime(local, bundle, bundle_spec, env["ESTIBA_PREFIX"])
             if i >= 3:  # the first rounds warm caches and connections
                 runs.append(t4 - t0)
+                crun.append(runtime_took)
                 for name, took in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                     phases[name].append(took)
         print(f"run --rm busybox true   {median_ms(runs)}   target < 60 ms")
         print("  of which (medians): " + ", ".join(
             f"{name} {statistics.median(v) * 1000:.1f} ms" for name, v in phases.items()))
+        print(f"{local.containers.runtime.name} run, same rounds  {median_ms(crun)}   "
+              f"(the runtime alone: the machine's speed now; Docker's run takes ~230 ms)")
 
         # One call's floor: wait on a container that has exited (the worker answers at once).
         done = client.api.create_container("busybox", ["true"])
