@@ -47,6 +47,7 @@ from engine.errors import (
     NotModified,
     RuntimeFailure,
 )
+from engine.images.changes import apply_changes
 from engine.runtime import archive, dynmods, shim
 from engine.runtime import rootfs as rootfs_mod
 from engine.runtime.launcher import LAUNCHER
@@ -580,9 +581,9 @@ class ContainerManager:
             }
             cdir.update_state()
             cdir.write_config(cfg)
-            if spec.mounts:
+            if spec.mounts or img_cfg.get("Volumes"):
                 try:
-                    self.engine.volumes.reserve(cid, spec.mounts)
+                    self.engine.volumes.reserve(cid, spec.mounts, img_cfg.get("Volumes"))
                 except BaseException:
                     shutil.rmtree(cdir.path, ignore_errors=True)
                     raise
@@ -1281,6 +1282,8 @@ class ContainerManager:
             if c.spec.user:
                 merged["User"] = c.spec.user
             merged.update(config or {})
+            if changes:  # docker commit --change "ENV a=1": the Dockerfile words it allows
+                merged = apply_changes(merged, changes)
             return self.engine.images.commit(
                 parent, c.upper_dir, reference=reference, config=merged,
                 created_by=" ".join([c.path, *c.args]), comment=comment, author=author)

@@ -354,26 +354,47 @@ class VolumeManager:
                 raise
         return entries
 
-    def reserve(self, container_id: str, mounts: Iterable[Any]) -> list[str]:
-        """At ``docker create``, as Docker does it: the container's named volumes exist and
-        count as used by it from now on, started or not (its anonymous ones come with
-        its first start, when the image's files are copied into them). Returns the names."""
+    def reserve(self, container_id: str, mounts: Iterable[Any],
+                image_volumes: dict[str, Any] | None = None) -> list[str]:
+        """At ``docker create``, as Docker does it: the container's volumes exist and count
+        as used by it from now on, started or not. Its named volumes, and an anonymous
+        one for each ``VOLUME`` of its image (and each ``-v /path``) that no mount covers;
+        its first start finds them here and copies the image's files into them, still
+        empty. On any error nothing stays marked and no anonymous volume made here is
+        left. Returns the names."""
         _check_container_id(container_id)
-        names = [spec.source for spec in (coerce(m) for m in mounts or [])
-                 if spec.type == "volume" and spec.source]
+        specs = [coerce(m) for m in mounts or []]
+        covered = {check_target(spec.target) for spec in specs}
+        anonymous = [check_target(spec.target) for spec in specs
+                     if spec.type == "volume" and not spec.source]
+        anonymous += [t for t in (check_target(t) for t in sorted(image_volumes or {}))
+                      if t not in covered]
+        names = [spec.source for spec in specs if spec.type == "volume" and spec.source]
+        record_path = self.root / "_containers" / f"{container_id}.json"
         marked: list[Path] = []
+        made: list[str] = []
         with self._locked():
+            record = _read_json(record_path) or {"anonymous": {}}
             try:
-                for name in names:
+                for target in anonymous:
+                    name = self._create(None, DRIVER, None, None).name
+                    made.append(name)
+                    record["anonymous"][target] = name
+                for name in [*names, *made]:
                     vol = self._create(name, DRIVER, None, None)
                     marker = vol.mountpoint.parent / "users" / container_id
                     marker.touch()
                     marked.append(marker)
+                if made:
+                    atomic_write_json(record_path, record)
             except BaseException:
                 for marker in marked:
                     marker.unlink(missing_ok=True)
+                for name in made:
+                    with contextlib.suppress(Exception):
+                        self._remove(name, force=True)
                 raise
-        return names
+        return [*names, *made]
 
     def release(self, container_id: str, remove_anonymous: bool = False) -> list[str]:
         """The container no longer uses its volumes; with ``remove_anonymous`` (``rm -v``)

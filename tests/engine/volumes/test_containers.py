@@ -66,3 +66,38 @@ def test_a_created_container_already_uses_its_named_volume(net_engine):
         engine.containers.remove(c.id)
     assert engine.volumes.get("e2e-created").users == []
     engine.volumes.remove("e2e-created")
+
+
+def test_a_created_container_already_has_its_anonymous_volumes(net_engine):
+    """As in Docker: the image's ``VOLUME`` and a ``-v /path`` get their volumes at create,
+    held from then on; the first start uses those, with the image's files copied in."""
+    import pytest
+
+    from engine.errors import Conflict
+
+    engine, _run = net_engine
+    source = engine.containers.create(ContainerSpec(image="busybox:latest", cmd=["true"],
+                                                    network_mode="none"))
+    image = engine.containers.commit(source.id, "e2e-anon-volumes:1", changes=["VOLUME /etc"])
+    engine.containers.remove(source.id)
+    before = {v.name for v in engine.volumes.list()}
+    c = engine.containers.create(ContainerSpec(
+        image="e2e-anon-volumes:1", cmd=["sh", "-c", "grep -c ^root: /etc/passwd; ls /scratch"],
+        network_mode="none", mounts=[MountSpec(type="volume", target="/scratch")]))
+    try:
+        made = [v for v in engine.volumes.list() if v.name not in before]
+        assert len(made) == 2 and all(v.users == [c.id] for v in made)
+        assert all(not any(v.mountpoint.iterdir()) for v in made)  # empty until the start
+        with pytest.raises(Conflict, match="in use"):
+            engine.volumes.remove(made[0].name)
+        assert not set(engine.volumes.prune().get("VolumesDeleted") or []) & {
+            v.name for v in made}
+        engine.containers.start(c.id)
+        assert output(engine, c.id) == (0, "1\n")
+        assert {v.name for v in engine.volumes.list()} - before == {v.name for v in made}
+        etc = next(v for v in made if (v.mountpoint / "passwd").exists())  # copied in
+        assert etc.users == [c.id]
+    finally:
+        engine.containers.remove(c.id, force=True, volumes=True)
+        engine.images.remove(image.id, force=True)
+    assert {v.name for v in engine.volumes.list()} == before  # rm -v took both

@@ -214,6 +214,28 @@ def test_import_a_rootfs_with_changes_and_run_it(docker_cli, made, tmp_path):
     assert "from a tarball" in history
 
 
+def test_commit_with_changes_and_the_anonymous_volume_of_a_create(docker_cli, made):
+    """``docker commit --change`` sets the image's config (it used to be ignored), and a
+    container made from an image with a ``VOLUME`` has its volume from ``docker create``."""
+    source, image = made.uniq(), f"{made.uniq('i')}:committed"
+    docker_cli("create", "--name", source, "busybox", "true")
+    docker_cli("commit", "--change", "ENV GREETING=hola", "--change", "VOLUME /data",
+               source, image)
+    config = json.loads(docker_cli("image", "inspect", "--format", "{{json .Config}}",
+                                   image).stdout)
+    assert "GREETING=hola" in config["Env"] and config["Volumes"] == {"/data": {}}
+    before = set(docker_cli("volume", "ls", "-q").stdout.split())
+    user = made.uniq()
+    docker_cli("create", "--name", user, image, "sh", "-c", "echo $GREETING")
+    (volume,) = set(docker_cli("volume", "ls", "-q").stdout.split()) - before
+    assert len(volume) == 64  # anonymous
+    refused = docker_cli("volume", "rm", volume, check=False)
+    assert refused.returncode != 0 and "in use" in refused.stderr
+    assert docker_cli("start", "-a", user).stdout == "hola\n"
+    docker_cli("rm", "-v", user)
+    assert volume not in docker_cli("volume", "ls", "-q").stdout.split()
+
+
 def test_import_from_a_url_downloads_it_with_progress(docker_cli, dclient, made, tmp_path):
     """``docker import URL``: the server fetches it (loopback here), as Docker's does."""
     name = f"{made.uniq('i')}:from-url"
