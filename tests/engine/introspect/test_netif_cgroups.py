@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def limited(handmade_container):
         except OSError:
             pass
         os.rmdir(group)
+
+
+def test_the_interfaces_of_a_process_gone_are_an_error_that_names_it():
+    """What the namespaces lesson shows as "could not read the interfaces": a process that
+    exited (here a zombie: its /proc entry stays, its namespaces are gone)."""
+    from engine.errors import EngineError
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only exits
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        with pytest.raises(EngineError, match=f"process {child}"):
+            interfaces(child)
+    finally:
+        os.waitpid(child, 0)
 
 
 def test_memory_figures_against_the_limit(limited):
