@@ -109,7 +109,7 @@ class Pusher:
             r.close()
             if r.status_code == 201:
                 progress({"status": f"Mounted from {source}", "id": sid,
-                               "progressDetail": {}})
+                          "progressDetail": {}})
                 return
             location = r.headers.get("Location")
             break
@@ -164,7 +164,7 @@ class Pusher:
                 location = r.headers.get("Location") or location
                 sent += len(chunk)
                 progress({"status": "Pushing", "id": sid,
-                               "progressDetail": {"current": sent, "total": size}})
+                          "progressDetail": {"current": sent, "total": size}})
         if sent != size:
             raise RegistryError(f"{self.where}: blob {digest} in the store is shorter than its "
                                 "manifest says")

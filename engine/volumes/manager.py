@@ -376,12 +376,13 @@ class VolumeManager:
         with self._locked():
             record = _read_json(record_path) or {"anonymous": {}}
             try:
+                volumes = [self._create(name, DRIVER, None, None) for name in names]
                 for target in anonymous:
-                    name = self._create(None, DRIVER, None, None).name
-                    made.append(name)
-                    record["anonymous"][target] = name
-                for name in [*names, *made]:
-                    vol = self._create(name, DRIVER, None, None)
+                    vol = self._create(None, DRIVER, None, None)
+                    made.append(vol.name)
+                    record["anonymous"][target] = vol.name
+                    volumes.append(vol)
+                for vol in volumes:
                     marker = vol.mountpoint.parent / "users" / container_id
                     marker.touch()
                     marked.append(marker)
