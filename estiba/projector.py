@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any
 
+from estiba.worker import host
+
 log = logging.getLogger("estiba.projector")
 
 #: How much lower than the worker the projector runs (``nice``): events wait a
@@ -38,12 +40,6 @@ log = logging.getLogger("estiba.projector")
 NICENESS = 5
 
 _stop = threading.Event()
-
-
-def host() -> str:
-    from django.conf import settings
-
-    return settings.ESTIBA_HOSTNAME
 
 
 def _publish(r: Any, event: Any) -> None:

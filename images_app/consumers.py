@@ -24,6 +24,7 @@ from engine.images import reference
 from estiba import bus, gateway, permissions
 from estiba.projection import generic_message, notify, upsert_image
 from images_app.registries import credentials_for
+from images_app.views import project_now
 
 log = logging.getLogger("estiba.consumers")
 REF_MAX = 512
@@ -98,8 +99,7 @@ def _push_target(user, image: str, target: str) -> tuple[str, dict | None]:
     wanted = ref.familiar()
     if wanted not in row.tags:
         gateway.call("images.tag", row.engine_id, wanted, host=row.host)
-        upsert_image(row.host, gateway.call("images.resolve", row.engine_id, host=row.host),
-                     row)
+        project_now(row)
     return wanted, credentials_for(user, wanted)
 
 

@@ -80,12 +80,12 @@ def tag(request: HttpRequest, ref: str) -> HttpResponse:
                        % {"tag": new})
         return redirect("images:detail", ref=row.engine_id)
     gateway.call("images.tag", row.engine_id, new)
-    _project_now(row)
+    project_now(row)
     messages.success(request, _("Tagged %(tag)s.") % {"tag": new})
     return redirect("images:detail", ref=row.engine_id)
 
 
-def _project_now(row: Image) -> None:
+def project_now(row: Image) -> None:
     """Read your own write: the image's row now, not when the worker's event arrives."""
     try:
         data = gateway.call("images.resolve", row.engine_id, host=row.host)
@@ -107,12 +107,12 @@ def remove(request: HttpRequest, ref: str) -> HttpResponse:
             return redirect("images:detail", ref=row.engine_id)
         others_remain = len(row.tags) > 1
         gateway.call("images.remove", tag)
-        _project_now(row)
+        project_now(row)
         messages.success(request, _("Untagged %(tag)s.") % {"tag": tag})
         return redirect("images:detail", ref=row.engine_id) if others_remain \
             else redirect("images:list")
     gateway.call("images.remove", row.engine_id, force=bool(request.POST.get("force")))
-    _project_now(row)
+    project_now(row)
     messages.success(request, _("Image %(name)s removed.") % {"name": row})
     return redirect("images:list")
 
