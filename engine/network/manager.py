@@ -376,15 +376,23 @@ class NetworkManager:
         port_bindings: dict[str, Any] | None = None,
         publish_all_ports: bool = False,
         exposed_ports: dict[str, Any] | None = None,
+        files_dir: Path | None = None,
     ) -> Sandbox:
-        """Give a container its network before it starts (see :class:`Sandbox`)."""
+        """Give a container its network before it starts (see :class:`Sandbox`).
+
+        ``files_dir``: where the container's ``hosts`` and ``resolv.conf`` are kept
+        (its own directory, as Docker keeps them in ``containers/<id>/``), rewritten
+        in place on every start and left there when it stops; by default a directory
+        of the sandbox under ``<run_dir>/net``, which goes with it.
+        """
         _check_id(container_id)
         name = (name or container_id[:12]).lstrip("/")
         hostname = hostname or container_id[:12]
         mode = network_mode or "bridge"
         if mode == "default":
             mode = "bridge"
-        files = self.files_dir / container_id
+        own_files = files_dir is None
+        files = self.files_dir / container_id if own_files else Path(files_dir)
         with self._lock():
             if self._sandbox(container_id):
                 self._teardown(container_id)  # a stale one (crash between start attempts)
@@ -403,13 +411,14 @@ class NetworkManager:
                 "NetnsPath": None,
                 "HostsFile": str(files / "hosts"),
                 "ResolvConf": str(files / "resolv.conf"),
+                "OwnFiles": own_files,
                 "Endpoints": {},
                 "Ports": [],
                 "PortsNetwork": None,
                 "EndpointID": secrets.token_hex(32),
             }
             if mode == "host":
-                shutil.copyfile("/etc/hosts", files / "hosts")
+                hostsfile.write_in_place(files / "hosts", Path("/etc/hosts").read_text())
                 hostsfile.write_in_place(
                     files / "resolv.conf", hostsfile.resolv_conf(keep_loopback=True)
                 )
@@ -428,7 +437,8 @@ class NetworkManager:
                 # Docker: the joiner uses the other container's hosts file itself, so it
                 # sees the same peers come and go.
                 sb["HostsFile"] = other["HostsFile"]
-                shutil.copyfile(other["ResolvConf"], files / "resolv.conf")
+                hostsfile.write_in_place(files / "resolv.conf",
+                                         Path(other["ResolvConf"]).read_text())
                 self._save_sandbox(sb)
                 return self._sandbox_obj(sb)
             assert primary is not None and wanted is not None
@@ -601,7 +611,8 @@ class NetworkManager:
                 links.delete_link(name)
         had_ports = bool(sb.get("Ports"))
         (self.root / "sandboxes" / f"{container_id}.json").unlink(missing_ok=True)
-        shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
+        if sb.get("OwnFiles", True):
+            shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
         if had_ports:
             self._apply_firewall()
         self._write_hosts_around(sb, include_self=False)

@@ -629,15 +629,12 @@ class ContainerManager:
     def _op_lock(self, cid: str) -> Iterator[None]:
         """Serialises start and remove of one container (not the state lock: the
         supervisor takes that one while a start waits for it)."""
-        try:
-            fd = os.open(self.dir / cid / "op.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise NotFound(f"No such container: {cid}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._cdir(cid).op_locked())
+            except FileNotFoundError:
+                raise NotFound(f"No such container: {cid}") from None
             yield
-        finally:
-            os.close(fd)
 
     def _start(self, cid: str) -> None:
         c = self.get(cid)
@@ -665,7 +662,8 @@ class ContainerManager:
             mounts = self._volume_mounts(c)
             netns, sandbox_files, settings = self._network(c)
             network_ready = True
-            mounts += self._etc_mounts(c, sandbox_files)
+            etc_mounts, hosts_path = self._etc_mounts(c, sandbox_files)
+            mounts += etc_mounts
             oci = build_spec(
                 args=args, env=env, cwd=cwd, user=user["user"], hostname=c.config["Hostname"],
                 domainname=c.spec.domainname, tty=c.spec.tty, resources_=resources(c.spec),
@@ -676,6 +674,7 @@ class ContainerManager:
             self.runtime_for(c).prepare(oci)
             write_json_atomic(cdir.bundle / "config.json", oci)
             cfg = cdir.read_config()
+            cfg["HostsPath"] = str(hosts_path)
             cfg["NetworkSettings"] = settings
             cfg["NetworkSetup"] = c.spec.network_mode not in ("none", "host")
             cfg["Mounts"] = [_docker_mount(m, c.spec.mounts) for m in mounts
@@ -770,25 +769,26 @@ class ContainerManager:
                               f"installed; use network_mode='none'") from exc
         sandbox = networks.setup(c.id, c.name, c.config["Hostname"], mode, c.spec.networks,
                                  c.spec.port_bindings, c.spec.publish_all_ports,
-                                 c.spec.exposed_ports)
+                                 c.spec.exposed_ports, files_dir=self._cdir(c.id).path)
         files = {k: Path(v) for k, v in (("hosts", sandbox.hosts_file),
                                           ("resolv_conf", sandbox.resolv_conf)) if v}
         return sandbox.netns_path, files, sandbox.settings or _empty_network_settings()
 
-    def _etc_mounts(self, c: Container, files: dict[str, Path]) -> list[dict]:
-        """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container.
+    def _etc_mounts(self, c: Container, files: dict[str, Path]) -> tuple[list[dict], Path]:
+        """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container, and the
+        path of its hosts file (``HostsPath``).
 
-        On a network of its own the container's /etc/hosts *is* the file the
-        network manager keeps (bind-mounted, rewritten in place), so peers that
-        join or leave later, and networks connected later, show up in it, as in
-        Docker. With the host's network or none it is a copy made here.
+        All three live in the container's directory, as in Docker. On a network of
+        its own the network manager writes ``hosts`` and ``resolv.conf`` there and
+        rewrites ``hosts`` in place as peers join or leave (the container sees it
+        live: the file is bind-mounted); sharing another container's network it uses
+        that one's hosts file. With the host's network or none they are made here.
         """
         cdir = self._cdir(c.id)
         (cdir.path / "hostname").write_text(c.config["Hostname"] + "\n")
         mode = c.spec.network_mode or "bridge"
         hosts = cdir.path / "hosts"
         if "hosts" in files and mode != "host":
-            hosts.unlink(missing_ok=True)  # a stale copy from an older start would mislead
             hosts = files["hosts"]
         elif "hosts" in files:
             hosts.write_bytes(files["hosts"].read_bytes())
@@ -796,16 +796,14 @@ class ContainerManager:
             hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
                              f"127.0.1.1\t{c.config['Hostname']}\n")
         resolv = cdir.path / "resolv.conf"
-        resolv.write_bytes(files["resolv_conf"].read_bytes() if "resolv_conf" in files else b"")
-        cfg = cdir.read_config()
-        cfg["HostsPath"] = str(hosts)
-        cdir.write_config(cfg)
-        out = []
-        for source, dest in ((cdir.path / "hostname", "/etc/hostname"), (hosts, "/etc/hosts"),
-                             (resolv, "/etc/resolv.conf")):
-            out.append({"destination": dest, "type": "bind", "source": str(source),
-                        "options": ["rbind", "rprivate"]})
-        return out
+        if files.get("resolv_conf") != resolv:
+            resolv.write_bytes(files["resolv_conf"].read_bytes() if "resolv_conf" in files
+                               else b"")
+        mounts = [{"destination": dest, "type": "bind", "source": str(source),
+                   "options": ["rbind", "rprivate"]}
+                  for source, dest in ((cdir.path / "hostname", "/etc/hostname"),
+                                       (hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf"))]
+        return mounts, hosts
 
     # -- signals, stop, restart ---------------------------------------------------------
 
@@ -949,19 +947,26 @@ class ContainerManager:
             if not self._wait_stopped(c, 30):
                 raise RuntimeFailure(f"container {c.name} did not die on SIGKILL")
         self._wait_supervisor_gone(cdir)
-        # Docker's "dead": from here the container is being taken apart. Should that fail
-        # halfway (a mount that will not go...), it stays dead, cannot be started, and a
-        # second remove finishes the job (every step below can be done twice).
-        cdir.update_state(Status="dead", Dead=True, Running=False, Paused=False,
-                          Restarting=False, Pid=0)
         runtime = self.runtime_for(c)
-        if (runtime.state_root / c.runtime_id).exists():
+        has_runtime_state = (runtime.state_root / c.runtime_id).exists()
+        mounted = bool(rootfs_mod.mounts_below(cdir.path))
+        has_network = bool(c.config.get("NetworkSetup")) and self._has_sandbox(c.id)
+        has_volumes = bool(c.spec.mounts or c.config["ImageConfig"].get("Volumes"))
+        if has_runtime_state or mounted or has_network or has_volumes:
+            # Docker's "dead": from here the container is being taken apart. Should that
+            # fail halfway (a mount that will not go...), it stays dead, cannot be started,
+            # and a second remove finishes the job (every step below can be done twice).
+            # A container its supervisor took apart at its exit skips the state write.
+            cdir.update_state(Status="dead", Dead=True, Running=False, Paused=False,
+                              Restarting=False, Pid=0)
+        if has_runtime_state:
             runtime.delete(c.runtime_id)
-        rootfs_mod.unmount(cdir.rootfs)
-        if cdir.read_config().get("NetworkSetup"):
+        if mounted:
+            rootfs_mod.unmount(cdir.rootfs)
+        if has_network:
             with contextlib.suppress(ImportError, NotFound):
                 self.engine.networks.teardown(c.id)
-        if c.spec.mounts or c.config["ImageConfig"].get("Volumes"):
+        if has_volumes:
             with contextlib.suppress(ImportError, NotFound):
                 self.engine.volumes.release(c.id, remove_anonymous=volumes)
         for cg in c.cgroup_paths.values():
@@ -981,6 +986,13 @@ class ContainerManager:
         # The container is gone once renamed; deleting its files (the upper dir can be
         # big) need not hold up the caller. recover() sweeps what a crash leaves.
         _delete_later(trash)
+
+    def _has_sandbox(self, cid: str) -> bool:
+        """The network manager still has a sandbox of this container (a file check)."""
+        try:
+            return self.engine.networks.sandbox(cid) is not None
+        except ImportError:
+            return False
 
     def _wait_supervisor_gone(self, cdir: ContainerDir, timeout: float = 10) -> None:
         state = cdir.read_state()
@@ -1043,16 +1055,10 @@ class ContainerManager:
     def _busy(self, cid: str) -> bool:
         """Another process holds the container's op lock (a start or remove under way)."""
         try:
-            fd = os.open(self.dir / cid / "op.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with self._cdir(cid).op_locked(blocking=False) as got:
+                return not got
         except OSError:
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
 
     def recover(self) -> None:
         """At engine start: settle what a crash left, then start containers per policy.

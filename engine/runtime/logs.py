@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.runtime.store import parse_rfc3339, rfc3339
 
@@ -47,9 +48,18 @@ class JsonLogWriter:
         self.path = Path(path)
         self.max_size = max(int(max_size), 1024)
         self.max_files = max(int(max_files), 1)
-        self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open for the container's life)
-        self._size = self._fh.tell()
+        # Opened at the first entry (kept open for the container's life): a container
+        # that writes nothing costs no file (an inode is about half a millisecond on a
+        # busy ext4); readers take a missing file as an empty log.
+        self._fh: Any = None
+        self._size = 0
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def _open(self) -> Any:
+        if self._fh is None:
+            self._fh = open(self.path, "ab")  # noqa: SIM115
+            self._size = self._fh.tell()
+        return self._fh
 
     def write(self, stream: str, data: bytes) -> None:
         """Record raw output of ``stream``: one entry per complete line."""
@@ -62,7 +72,8 @@ class JsonLogWriter:
             self._emit(stream, rest[:MAX_LINE])
             rest = rest[MAX_LINE:]
         self._partial[stream] = rest
-        self._fh.flush()
+        if self._fh is not None:
+            self._fh.flush()
 
     def flush_partial(self) -> None:
         """At the end of the output, a last line without newline is still an entry."""
@@ -70,14 +81,17 @@ class JsonLogWriter:
             if rest:
                 self._emit(stream, rest)
                 self._partial[stream] = b""
-        self._fh.flush()
+        if self._fh is not None:
+            self._fh.flush()
 
     def _emit(self, stream: str, data: bytes) -> None:
         line = json.dumps({"log": data.decode("utf-8", "replace"), "stream": stream,
                            "time": rfc3339()}, separators=(",", ":")).encode() + b"\n"
+        fh = self._open()
         if self._size + len(line) > self.max_size and self._size > 0:
             self._rotate()
-        self._fh.write(line)
+            fh = self._fh
+        fh.write(line)
         self._size += len(line)
 
     def _rotate(self) -> None:
@@ -95,7 +109,8 @@ class JsonLogWriter:
 
     def close(self) -> None:
         self.flush_partial()
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 def _parse(line: bytes) -> LogEntry | None:

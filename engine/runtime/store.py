@@ -135,20 +135,48 @@ class ContainerDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        """The state lock: an ``flock`` of the directory itself (no lock file to create:
+        on a busy ext4 each new inode costs about half a millisecond)."""
+        with flocked(self.path):
             yield
-        finally:
-            os.close(fd)
+
+    @contextlib.contextmanager
+    def op_locked(self, blocking: bool = True) -> Iterator[bool]:
+        """The operation lock (start, remove), apart from the state lock: an ``flock`` of
+        ``fs/``. Yields False, without waiting, when ``blocking`` is False and it is taken."""
+        with flocked(self.path / "fs", blocking) as got:
+            yield got
 
     def update_state(self, **changes: Any) -> dict[str, Any]:
-        """Apply ``changes`` to state.json under the lock; returns the new state."""
+        """Apply ``changes`` to state.json under the lock; returns the new state.
+
+        Nothing is written when nothing changes (a start's reset of a fresh container).
+        """
         with self.locked():
             state = self.read_state()
-            state.update(changes)
-            write_json_atomic(self.state_file, state)
-            return state
+            merged = {**state, **changes}
+            if merged != state or not self.state_file.exists():
+                write_json_atomic(self.state_file, merged)
+            return merged
+
+
+@contextlib.contextmanager
+def flocked(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on the existing file or directory ``path``.
+
+    Yields True, or False when ``blocking`` is False and someone else holds it.
+    A missing ``path`` raises FileNotFoundError.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 class StateWatch:

@@ -80,15 +80,17 @@ def test_a_container_sharing_a_namespace_shares_the_hosts_file(net_engine):
     assert code == 0, text
 
 
-def test_a_stopped_container_keeps_its_last_hosts_file(net_engine):
+def test_a_stopped_container_keeps_its_hosts_file_and_it_is_live_again_when_started(net_engine):
     engine, run = net_engine
     engine.networks.create("kept-net")
     c = run(name="kept-a", cmd=["sleep", "60"], network_mode="kept-net")
-    live = Path(c.to_docker_inspect()["HostsPath"])
-    assert c.id[:12] in _names(live.read_text())  # its own name: the hostname
+    hosts = Path(c.to_docker_inspect()["HostsPath"])
+    assert hosts == c.dir / "hosts"  # as Docker's containers/<id>/hosts
+    assert c.id[:12] in _names(hosts.read_text())  # its own name: the hostname
     engine.containers.stop(c.id, timeout=1)
-    assert not live.exists()  # the network's file went with the sandbox
-    hosts = Path(engine.containers.get(c.id).to_docker_inspect()["HostsPath"])
-    assert hosts.parent == c.dir and c.id[:12] in _names(hosts.read_text())
-    engine.containers.start(c.id)  # running again: the network's live file once more
-    assert engine.containers.get(c.id).to_docker_inspect()["HostsPath"] != str(hosts)
+    stopped = Path(engine.containers.get(c.id).to_docker_inspect()["HostsPath"])
+    assert stopped == hosts and c.id[:12] in _names(hosts.read_text())  # its last content
+    engine.containers.start(c.id)
+    assert Path(engine.containers.get(c.id).to_docker_inspect()["HostsPath"]) == hosts
+    run(name="kept-b", cmd=["sleep", "60"], network_mode="kept-net")
+    assert "kept-b" in _names(hosts.read_text())  # the same file, rewritten live

@@ -15,8 +15,10 @@ from engine.errors import (
     InvalidArgument,
     NotFound,
     NotModified,
+    RuntimeFailure,
 )
 from engine.runtime.containers import ContainerSpec
+from engine.volumes import MountSpec
 
 
 def test_run_exit_code_and_states(engine, containers, leak_check):
@@ -263,3 +265,28 @@ def test_a_mounts_every_option_survives_being_read_back(engine, containers):
     assert (mount.type, mount.target, mount.tmpfs_mode, mount.tmpfs_size) == \
         ("tmpfs", "/scratch", 0o1770, 1 << 20)
     assert again.to_docker_inspect()["HostConfig"]["Mounts"][0]["Source"] == ""
+
+
+def test_the_runtimes_own_error_reaches_the_caller(engine, containers):
+    # A file bind-mounted over a directory of the image: the runtime refuses, not estiba.
+    c = containers(cmd=["true"], mounts=[MountSpec(type="bind", source="/etc/hostname",
+                                                  target="/bin")])
+    runtime = engine.containers.runtime_for(c).name
+    with pytest.raises(RuntimeFailure, match=rf"^{runtime} could not start the container: "
+                                             r"mount .*/etc/hostname.*Not a directory"):
+        engine.containers.start(c.id)
+    state = engine.containers.get(c.id).state
+    assert state.status == "created" and state.exit_code == 128 and "Not a directory" in state.error
+
+
+def test_a_silent_container_leaves_only_the_files_it_needs(engine, containers):
+    """No empty log, supervisor log or runtime log is made for a container that writes
+    nothing (each new file costs a start time on a busy disk); its logs read as empty."""
+    c = containers(cmd=["true"], start=True)
+    assert engine.containers.wait(c.id, timeout=20) == 0
+    assert not c.log_path.exists()
+    assert not (c.dir / "shim.log").exists() and not (c.dir / "runtime.log").exists()
+    assert list(engine.containers.logs(c.id)) == []
+    loud = containers(cmd=["echo", "hello"], start=True)
+    assert engine.containers.wait(loud.id, timeout=20) == 0
+    assert [e.data for e in engine.containers.logs(loud.id)] == [b"hello\n"]
