@@ -23,9 +23,10 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from engine.errors import RuntimeFailure
+from engine.fresh_thread import in_fresh_thread
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
@@ -42,24 +43,6 @@ def _check(ret: int, what: str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise RuntimeFailure(f"{what}: {os.strerror(err)}")
-
-
-def in_fresh_thread(fn: Callable[[], T], name: str = "estiba-netns") -> T:
-    """Run ``fn`` in a fresh thread that dies afterwards (its namespaces die with it)."""
-    box: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=body, name=name, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def create(path: Path) -> Path:

@@ -58,7 +58,7 @@ def in_container_view(root: Path, mounts: list[dict[str, Any]], fn: Callable[[],
     destination the root lacks (a container never started) is skipped, and
     tmpfs mounts are not there: their files live only in the container.
     """
-    from engine.network.netns import in_fresh_thread
+    from engine.fresh_thread import in_fresh_thread
 
     wanted = sorted((m for m in mounts if m.get("Type") in ("volume", "bind")
                      and m.get("Source") and m.get("Destination")),

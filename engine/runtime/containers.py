@@ -644,6 +644,8 @@ class ContainerManager:
             raise Conflict(f"container {c.name} is dead (a removal did not finish) and cannot be "
                            "started: remove it")
         cdir = self._cdir(c.id)
+        # The last run's supervisor may still be removing its cgroups and unmounting.
+        self._wait_supervisor_gone(cdir)
         cdir.update_state(StopRequested=False, ManualStopped=False, Error="")
         network_ready = False
         try:
@@ -1218,6 +1220,8 @@ class ContainerManager:
     def _merged_root(self, c: Container) -> Iterator[Path]:
         """The container's merged root, mounted for the duration when it is stopped."""
         cdir = self._cdir(c.id)
+        if not c.state.running:
+            self._wait_supervisor_gone(cdir)  # it unmounts the root after telling the exit
         mounted_here = False
         if not rootfs_mod.is_mounted(cdir.rootfs):
             rootfs_mod.mount_overlay([Path(p) for p in c.config["LayerDirs"]], cdir.upper,
