@@ -77,3 +77,13 @@ def _is_spare_of(pid: int, launcher: int) -> bool:
         return parent_pid(pid) == launcher and comm(pid) == "estiba-launcher"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_supervisors_and_the_launcher_run_at_normal_priority(engine, containers):
+    # The launcher forks its next spare as SCHED_IDLE; neither it nor a supervisor keeps it.
+    c = containers(start=True, cmd=["sleep", "30"])
+    shim_pid = supervisor_of(engine, c.id)
+    for pid in (shim_pid, parent_pid(shim_pid)):
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER, comm(pid)
+    container_pid = engine.containers.get(c.id).state.pid
+    assert os.sched_getscheduler(container_pid) == os.SCHED_OTHER
