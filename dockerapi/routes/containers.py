@@ -190,14 +190,20 @@ async def wait(api, req: Request, id: str) -> Response:
     if call is None:
         call = asyncio.ensure_future(api.backend.call("container_wait", target.id, condition))
 
-    async def gen():
+    async def body() -> bytes:
         try:
             code = await call
             code = _exit_codes.get(target.id, code) if condition == "removed" else code
-            body = {"StatusCode": code, "Error": None}
+            answer = {"StatusCode": code, "Error": None}
         except Exception as exc:  # the container vanished, or the host failed
-            body = {"StatusCode": -1, "Error": {"Message": getattr(exc, "message", str(exc))}}
-        yield json.dumps(body).encode() + b"\n"
+            answer = {"StatusCode": -1, "Error": {"Message": getattr(exc, "message", str(exc))}}
+        return json.dumps(answer).encode() + b"\n"
+
+    if call.done():  # stopped already (a short `run`): one plain answer, not a stream
+        return Response(200, await body())
+
+    async def gen():
+        yield await body()
 
     return Response(200, stream=gen())
 

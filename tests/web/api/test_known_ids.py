@@ -78,3 +78,21 @@ def test_another_users_container_by_full_id_stays_hidden(api_server, users, made
     finally:
         alice.close()
         bob.close()
+
+
+def test_wait_answers_a_stopped_container_at_once_and_streams_for_a_running_one(dclient, made):
+    """The docker CLI waits for wait's headers before it starts a container: a running
+    one gets them at once and its status when it stops; a stopped one, one plain answer."""
+    api = dclient.api
+    done = api.create_container("busybox", ["sh", "-c", "exit 3"], name=made.uniq())["Id"]
+    api.start(done)
+    assert api.wait(done)["StatusCode"] == 3
+    resp = api._post(api._url("/containers/{0}/wait", done))
+    assert resp.status_code == 200 and resp.headers.get("Content-Length")
+    assert resp.json() == {"StatusCode": 3, "Error": None}
+    running = api.create_container("busybox", ["sh", "-c", "sleep 1; exit 5"],
+                                   name=made.uniq())["Id"]
+    api.start(running)
+    resp = api._post(api._url("/containers/{0}/wait", running), timeout=30)
+    assert resp.headers.get("Transfer-Encoding") == "chunked"
+    assert resp.json() == {"StatusCode": 5, "Error": None}
