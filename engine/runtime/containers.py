@@ -622,6 +622,11 @@ class ContainerManager:
     def start(self, id_or_name: str) -> None:
         cid = self._find_id(id_or_name)
         dynmods.favor_dynamic_changes()  # once: moving the container into its cgroups is fast
+        cdir = self._cdir(cid)
+        if cdir.read_state()["Status"] not in ("running", "paused", "restarting"):
+            # The last run's supervisor may still be removing its cgroups and unmounting,
+            # or removing an auto-remove container: waited for outside the lock it takes.
+            self._wait_supervisor_gone(cdir)
         with self._op_lock(cid):  # two workers starting one container: one wins
             self._start(cid)
 
@@ -644,8 +649,6 @@ class ContainerManager:
             raise Conflict(f"container {c.name} is dead (a removal did not finish) and cannot be "
                            "started: remove it")
         cdir = self._cdir(c.id)
-        # The last run's supervisor may still be removing its cgroups and unmounting.
-        self._wait_supervisor_gone(cdir)
         cdir.update_state(StopRequested=False, ManualStopped=False, Error="")
         network_ready = False
         try:
@@ -931,6 +934,18 @@ class ContainerManager:
         cid = self._find_id(id_or_name)
         with self._op_lock(cid):
             self._remove(cid, force, volumes)
+
+    def remove_unless_busy(self, cid: str) -> bool:
+        """An auto-remove container's removal by its supervisor, after its exit: with its
+        volumes, unless a start or a remove holds its op lock (that one decides, and a
+        remove waits for this supervisor to exit: taking the lock would deadlock)."""
+        try:
+            with self._cdir(cid).op_locked(blocking=False) as got:
+                if got:
+                    self._remove(cid, force=True, volumes=True)
+                return got
+        except FileNotFoundError:
+            return False
 
     def _remove(self, id_or_name: str, force: bool, volumes: bool) -> None:
         c = self.get(id_or_name)

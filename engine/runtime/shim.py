@@ -670,7 +670,7 @@ class Supervisor:
         from engine.runtime.containers import finish_deletes
 
         try:
-            self._engine().containers.remove(self.cdir.id, force=True, volumes=True)
+            self._engine().containers.remove_unless_busy(self.cdir.id)
         except Exception:
             traceback.print_exc()
         finish_deletes()

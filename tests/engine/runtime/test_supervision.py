@@ -180,3 +180,16 @@ def test_kill_by_hand_is_not_undone_by_the_policy(engine, containers):
     time.sleep(0.5)
     state = engine.containers.get(c.id).state
     assert state.status == "exited" and state.restart_count == 0
+
+
+def test_force_remove_of_a_running_auto_remove_container_does_not_wait_for_it(
+        engine, leak_check):
+    """The remover holds the container's op lock while its supervisor exits; the
+    supervisor's own auto-remove must not wait for that lock (it took 10 s)."""
+    c = engine.containers.create(ContainerSpec(image="busybox:latest", network_mode="none",
+                                               cmd=["sleep", "30"], auto_remove=True))
+    engine.containers.start(c.id)
+    started = time.monotonic()
+    engine.containers.remove(c.id, force=True)
+    assert time.monotonic() - started < 5
+    wait_for(lambda: not leak_check(engine, c), timeout=10)
