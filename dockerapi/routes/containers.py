@@ -199,7 +199,9 @@ async def wait(api, req: Request, id: str) -> Response:
             answer = {"StatusCode": -1, "Error": {"Message": getattr(exc, "message", str(exc))}}
         return json.dumps(answer).encode() + b"\n"
 
-    if call.done():  # stopped already (a short `run`): one plain answer, not a stream
+    stopped = not (data.get("State") or {}).get("Running")
+    if call.done() or (condition == "not-running" and stopped):
+        # Stopped already (a short `run`): the wait answers at once, in one plain body.
         return Response(200, await body())
 
     async def gen():
