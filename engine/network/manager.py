@@ -391,8 +391,7 @@ class NetworkManager:
         mode = network_mode or "bridge"
         if mode == "default":
             mode = "bridge"
-        own_files = files_dir is None
-        files = self.files_dir / container_id if own_files else Path(files_dir)
+        files = self.files_dir / container_id if files_dir is None else Path(files_dir)
         with self._lock():
             if self._sandbox(container_id):
                 self._teardown(container_id)  # a stale one (crash between start attempts)
@@ -411,7 +410,6 @@ class NetworkManager:
                 "NetnsPath": None,
                 "HostsFile": str(files / "hosts"),
                 "ResolvConf": str(files / "resolv.conf"),
-                "OwnFiles": own_files,
                 "Endpoints": {},
                 "Ports": [],
                 "PortsNetwork": None,
@@ -611,8 +609,8 @@ class NetworkManager:
                 links.delete_link(name)
         had_ports = bool(sb.get("Ports"))
         (self.root / "sandboxes" / f"{container_id}.json").unlink(missing_ok=True)
-        if sb.get("OwnFiles", True):
-            shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
+        # The sandbox's own files, if it kept them here and not in the container's directory.
+        shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
         if had_ports:
             self._apply_firewall()
         self._write_hosts_around(sb, include_self=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import functools
 import io
 import os
@@ -64,6 +63,7 @@ from engine.runtime.spec import (
 from engine.runtime.store import (
     ContainerDir,
     StateWatch,
+    flocked,
     parse_rfc3339,
     rfc3339,
     write_json_atomic,
@@ -610,23 +610,17 @@ class ContainerManager:
 
     @contextlib.contextmanager
     def _global_lock(self) -> Iterator[None]:
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        """Names and creations of all containers: an ``flock`` of the containers directory."""
+        with flocked(self.dir):
             yield
-        finally:
-            os.close(fd)
 
     # -- start --------------------------------------------------------------------
 
     def start(self, id_or_name: str) -> None:
         cid = self._find_id(id_or_name)
         dynmods.favor_dynamic_changes()  # once: moving the container into its cgroups is fast
-        cdir = self._cdir(cid)
-        if cdir.read_state()["Status"] not in ("running", "paused", "restarting"):
-            # The last run's supervisor may still be removing its cgroups and unmounting,
-            # or removing an auto-remove container: waited for outside the lock it takes.
-            self._wait_supervisor_gone(cdir)
+        # Outside the op lock: an auto-remove container's supervisor takes it to remove.
+        self._wait_exit_finished(self._cdir(cid))
         with self._op_lock(cid):  # two workers starting one container: one wins
             self._start(cid)
 
@@ -1011,6 +1005,13 @@ class ContainerManager:
         except ImportError:
             return False
 
+    def _wait_exit_finished(self, cdir: ContainerDir) -> None:
+        """A stopped container's last supervisor is done: it removes the runtime's cgroups
+        and unmounts the root after recording the exit (and removes an auto-remove one).
+        A running container's supervisor is not waited for."""
+        if cdir.read_state()["Status"] not in ("running", "paused", "restarting"):
+            self._wait_supervisor_gone(cdir)
+
     def _wait_supervisor_gone(self, cdir: ContainerDir, timeout: float = 10) -> None:
         state = cdir.read_state()
         pid, start = state["ShimPid"], state["ShimStart"]
@@ -1235,8 +1236,7 @@ class ContainerManager:
     def _merged_root(self, c: Container) -> Iterator[Path]:
         """The container's merged root, mounted for the duration when it is stopped."""
         cdir = self._cdir(c.id)
-        if not c.state.running:
-            self._wait_supervisor_gone(cdir)  # it unmounts the root after telling the exit
+        self._wait_exit_finished(cdir)  # its supervisor unmounts the root after the exit
         mounted_here = False
         if not rootfs_mod.is_mounted(cdir.rootfs):
             rootfs_mod.mount_overlay([Path(p) for p in c.config["LayerDirs"]], cdir.upper,

@@ -646,16 +646,14 @@ class Supervisor:
         import shutil
 
         kept = self.cdir.path / "hosts"
-        if Path(self.config.get("HostsPath") or kept) == kept:
-            return  # the usual case: the network keeps it in the container's directory
-        config = self.cdir.read_config()
-        source = config.get("HostsPath") or ""
+        source = self.config.get("HostsPath") or ""  # written by the start, before this run
         if not source or Path(source) == kept:
-            return
+            return  # the usual case: the network keeps it in the container's directory
         try:
             shutil.copyfile(source, kept)
         except OSError:
             return
+        config = self.cdir.read_config()
         config["HostsPath"] = str(kept)
         self.cdir.write_config(config)
 

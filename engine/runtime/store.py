@@ -131,9 +131,11 @@ class ContainerDir:
         write_json_atomic(self.config_file, config, durable=durable)
 
     def read_state(self) -> dict[str, Any]:
-        state = dict(INITIAL_STATE)
-        state.update(read_json(os.path.join(self.path, "state.json"), {}) or {})
-        return state
+        return {**INITIAL_STATE, **(self._read_state_file() or {})}
+
+    def _read_state_file(self) -> dict[str, Any] | None:
+        """state.json as written (None when there is none yet)."""
+        return read_json(os.path.join(self.path, "state.json"))
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -155,9 +157,10 @@ class ContainerDir:
         Nothing is written when nothing changes (a start's reset of a fresh container).
         """
         with self.locked():
-            state = self.read_state()
+            written = self._read_state_file()
+            state = {**INITIAL_STATE, **(written or {})}
             merged = {**state, **changes}
-            if merged != state or not self.state_file.exists():
+            if merged != state or written is None:
                 write_json_atomic(self.state_file, merged)
             return merged
 
