@@ -218,11 +218,9 @@ class GatewayBackend:
         extra = {"platform": platform} if platform else {}
         try:
             for item in self._stream("registry.pull", reference, auth=_creds(auth), **extra):
-                if isinstance(item, dict) and "result" in item and len(item) == 1:
-                    image = item["result"] or {}
-                    yield {"status": f"Digest: {(image.get('RepoDigests') or [''])[0]}"}
-                    yield {"status": f"Status: Downloaded newer image for {reference}"}
-                else:
+                # The engine's own lines say the digest and whether anything was new;
+                # its result (the image) is not a line of Docker's stream.
+                if not (isinstance(item, dict) and "result" in item and len(item) == 1):
                     yield item
         except EngineError as exc:
             yield {"error": exc.message, "errorDetail": {"message": exc.message}}

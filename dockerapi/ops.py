@@ -345,10 +345,7 @@ def image_pull(engine, reference: str, auth: dict | None = None,
         return image.id
 
     for item in _progress_stream(run):
-        if "__result__" in item:
-            yield {"status": f"Digest: {item['__result__']}"}
-            yield {"status": f"Status: Image is up to date for {reference}"}
-        else:
+        if "__result__" not in item:  # the engine's lines carry the digest and status
             yield item
 
 

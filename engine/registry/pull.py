@@ -128,14 +128,24 @@ class Puller:
         manifest = mf.parse_image_manifest(doc, mt, self.where)
         repo_digest = f"{ref.name}@{top_digest}"
         references = [ref.tagged] if ref.tag else []
+        had = self._local_id(references[0] if references else repo_digest)
         with self.store.lease([manifest.config.digest] + [d.digest for d in manifest.layers]
                               ) as lease:
             config_bytes, layers = self._layers(manifest, lease)
             image = self.store.add_image(config_bytes, layers, references=references,
                                          manifest_bytes=body, repo_digests=[repo_digest])
         self.progress({"status": f"Digest: {top_digest}"})
-        self.progress({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
+        news = "Image is up to date" if had == image.id else "Downloaded newer image"
+        self.progress({"status": f"Status: {news} for {ref.familiar()}"})
         return image.id
+
+    def _local_id(self, reference: str) -> str | None:
+        """The ID ``reference`` names here before the pull, for Docker's last line
+        ("Image is up to date" when the pull changed nothing)."""
+        try:
+            return self.store.resolve(reference).id
+        except ImageNotFound:
+            return None
 
     def _small_blob(self, d: mf.Descriptor, limit: int, what: str) -> bytes:
         if self.store.blobs.has(d.digest):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -104,3 +105,35 @@ def test_completion_script(estiba):
     proc = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "ps images run exec logs stop rm pull push build" in script
+
+
+def test_pull_push_and_build_draw_progress_bars_on_a_terminal(estiba, made, registry_server,
+                                                               tmp_path, dclient):
+    repo = f"{registry_server.host}/estiba-cli/{made.uniq('i')}"
+    made.images.append(f"{repo}:b")
+    env = dict(os.environ, **estiba.env)
+
+    def on_a_terminal(*args: str) -> str:
+        term = Terminal([sys.executable, "-m", "estiba_cli.main", *args], env)
+        code = term.wait(timeout=90)
+        assert code == 0, term.out[-500:]
+        return term.out.decode()
+
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(
+        "FROM busybox\nRUN head -c 3000000 /dev/urandom > /noise && echo built-here\n")
+    built = on_a_terminal("build", "-t", f"{repo}:b", str(tmp_path / "ctx"))
+    assert "Step 2/2 : RUN head" in built and "built-here" in built
+    assert "Successfully tagged" in built
+    # A bar with its figures ("[=====>     ] 1.2MB/3MB") on the layer's line, redrawn in
+    # place (cursor up, erase line) rather than printed again.
+    bar = re.compile(r"\x1b\[2K[0-9a-f]{12}: (Pushing|Downloading) +\[=*>? *\] "
+                     r"[\d.]+[kMG]?B/[\d.]+[kMG]?B")
+    pushed = on_a_terminal("push", f"{repo}:b")
+    assert bar.search(pushed) and "Pushed" in pushed and "\x1b[1A" in pushed, pushed[-800:]
+    dclient.images.remove(f"{repo}:b")
+    pulled = on_a_terminal("pull", f"{repo}:b")
+    assert bar.search(pulled) and "Pull complete" in pulled, pulled[-800:]
+    assert pulled.count("Status: Downloaded newer image") == 1
+    again = on_a_terminal("pull", f"{repo}:b")
+    assert "Status: Image is up to date" in again and "Downloading" not in again
