@@ -106,15 +106,7 @@ class GatewayBackend:
         return await self._call("engine.info")
 
     async def op_system_df(self) -> dict:
-        images = await self._call("images.list", all=True)
-        usage = {}
-        try:
-            usage = await self._call("images.disk_usage") or {}
-        except EngineError:
-            pass
-        return {"LayersSize": usage.get("LayersSize", sum(i.get("Size", 0) for i in images)),
-                "Images": images, "Containers": await self._call("containers.list", all=True),
-                "Volumes": await self._volumes(), "BuildCache": []}
+        return await self._call("engine.disk_usage", _timeout=300)
 
     async def op_events_history(self, since_nano: int = 0, until_nano: int | None = None) -> list:
         return [e for e in await self._call("events.history", since_nano, until_nano)
@@ -133,8 +125,9 @@ class GatewayBackend:
         return {"Id": data["Id"], "Warnings": []}
 
     async def op_container_list(self, all: bool = False, filters: dict | None = None,
-                          limit: int = 0) -> list:
-        items = await self._call("containers.list", all=all, filters=filters or None)
+                          limit: int = 0, size: bool = False) -> list:
+        extra = {"size": True} if size else {}
+        items = await self._call("containers.list", all=all, filters=filters or None, **extra)
         items.sort(key=lambda c: c.get("Created", 0), reverse=True)
         return items[:limit] if limit and limit > 0 else items
 

@@ -63,16 +63,7 @@ def system_info(engine) -> dict:
 
 @op
 def system_df(engine) -> dict:
-    images = [_docker(i, "to_docker_summary") for i in engine.images.list(all=True)]
-    containers = [_docker(c, "to_docker_summary") for c in engine.containers.list(all=True)]
-    volumes = [_docker(v) for v in _volume_list(engine)]
-    usage = {}
-    try:
-        usage = engine.images.disk_usage()
-    except (AttributeError, EngineError):
-        pass
-    return {"LayersSize": usage.get("LayersSize", sum(i.get("Size", 0) for i in images)),
-            "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}
+    return engine.disk_usage()
 
 
 @op
@@ -128,8 +119,8 @@ def container_create(engine, spec: dict) -> dict:
 
 @op
 def container_list(engine, all: bool = False, filters: dict | None = None,
-                   limit: int = 0) -> list[dict]:
-    items = engine.containers.list(all=all, filters=filters or None)
+                   limit: int = 0, size: bool = False) -> list[dict]:
+    items = engine.containers.list(all=all, filters=filters or None, size=size)
     items = sorted(items, key=lambda c: getattr(c, "created", 0) or 0, reverse=True)
     if limit and limit > 0:
         items = items[:limit]

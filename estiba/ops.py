@@ -29,7 +29,7 @@ from engine import errors
 
 #: Plain calls: "manager.method" on the host's Engine.
 CALL_OPS = frozenset({
-    "engine.info",
+    "engine.info", "engine.disk_usage",
     "containers.list", "containers.get", "containers.create", "containers.start",
     "containers.stop", "containers.kill", "containers.restart", "containers.pause",
     "containers.unpause", "containers.remove", "containers.wait", "containers.rename",

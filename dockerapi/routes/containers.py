@@ -133,7 +133,7 @@ async def create(api, req: Request) -> Response:
 async def list_containers(api, req: Request) -> Response:
     filters = parse_filters(req.query.get("filters"))
     items = await api.backend.call("container_list", all=req.qbool("all"), filters=filters,
-                                   limit=req.qint("limit", 0) or 0)
+                                   limit=req.qint("limit", 0) or 0, size=req.qbool("size"))
     items = await api.policy.filter_list(req, "container", items)
     return json_response(items)
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.disk import tree_size
 from engine.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from engine.events import EventBus
 from engine.volumes import copyup
@@ -259,7 +260,7 @@ class VolumeManager:
             for vol in self.list():
                 if vol.users or not _matches(vol, filters):
                     continue
-                reclaimed += _du(vol.mountpoint) if not vol.options else 0
+                reclaimed += tree_size(vol.mountpoint) if not vol.options else 0
                 self._remove(vol.name, force=False)
                 deleted.append(vol.name)
         return {"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}
@@ -512,15 +513,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total
 
 
 def _normalise_filters(filters: dict[str, Any] | None) -> dict[str, list[str]]:

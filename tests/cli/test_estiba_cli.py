@@ -137,3 +137,18 @@ def test_pull_push_and_build_draw_progress_bars_on_a_terminal(estiba, made, regi
     assert pulled.count("Status: Downloaded newer image") == 1
     again = on_a_terminal("pull", f"{repo}:b")
     assert "Status: Image is up to date" in again and "Downloading" not in again
+
+
+def test_system_df_says_what_is_used_and_what_could_go(estiba, made):
+    vol, name = made.uniq("v"), made.uniq()
+    estiba("volume", "create", vol)
+    estiba("run", "--name", name, "-v", f"{vol}:/data", "busybox", "sh", "-c",
+           "head -c 20000 /dev/zero > /data/f; head -c 20000 /dev/zero > /w")
+    lines = estiba("system", "df").stdout.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    rows = {line.rsplit(None, 4)[0].strip(): line.rsplit(None, 4)[1:] for line in lines[1:]}
+    assert int(rows["Images"][1]) >= 1  # busybox, which the container uses
+    total, _running, size, reclaimable = rows["Containers"]
+    assert int(total) >= 1 and size.endswith("kB") and reclaimable.endswith("kB")
+    assert int(rows["Local Volumes"][1]) >= 1 and rows["Local Volumes"][2] != "0B"
+    estiba("rm", name)

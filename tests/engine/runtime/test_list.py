@@ -126,3 +126,16 @@ def test_a_changed_config_is_read_again(engine, containers):
     engine.containers.remove(a.id)
     engine.containers.list(all=True)
     assert a.id not in engine.containers._configs
+
+
+def test_list_with_size_measures_what_each_container_wrote(engine, containers):
+    c = containers(name="ls-size", start=True, cmd=["sh", "-c",
+                                                    "head -c 5000 /dev/zero > /made"])
+    engine.containers.wait(c.id)
+    image_size = engine.images.resolve(c.image_id).size
+    plain = next(x for x in engine.containers.list(all=True) if x.id == c.id)
+    assert "SizeRw" not in plain.to_docker_summary()  # not measured unless asked
+    sized = next(x for x in engine.containers.list(all=True, size=True) if x.id == c.id)
+    summary = sized.to_docker_summary()
+    assert 5000 <= summary["SizeRw"] < 5000 + 4096  # the file, and the dirs copied up
+    assert summary["SizeRootFs"] == summary["SizeRw"] + image_size

@@ -147,9 +147,16 @@ def test_exec_plain_and_under_a_terminal(docker_cli, made):
     docker_cli("rm", "-f", name)
 
 
-def test_system_df_and_errors(docker_cli):
-    out = docker_cli("system", "df").stdout
-    assert "Images" in out and "Containers" in out
+def test_system_df_ps_size_and_errors(docker_cli, made):
+    name = made.uniq()
+    docker_cli("run", "--name", name, "busybox", "sh", "-c", "head -c 20000 /dev/zero > /w")
+    rows = {line.split()[0]: line.split() for line in
+            docker_cli("system", "df").stdout.splitlines()[1:]}
+    assert int(rows["Images"][2]) >= 1  # ACTIVE: busybox, which the container uses
+    assert int(rows["Containers"][1]) >= 1
+    sized = docker_cli("ps", "-a", "-s", "--filter", f"name={name}", "--format",
+                       "{{.Size}}").stdout.strip()
+    assert sized.startswith(("20kB", "24kB", "20.", "21.", "22.", "23.", "24.")), sized
     proc = docker_cli("stop", "no-such-container-at-all", check=False)
     assert proc.returncode != 0 and "no-such-container-at-all" in proc.stderr
 

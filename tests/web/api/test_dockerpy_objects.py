@@ -178,7 +178,23 @@ def test_events_until_a_moment_to_come_end_then_even_with_no_event(dclient):
     assert got == [] and 1.2 < took < 10, (got, took)
 
 
-def test_system_df(dclient):
+def test_system_df_and_ps_size_measure_what_is_used_and_written(dclient, made):
+    vol, name = made.uniq("v"), made.uniq()
+    dclient.volumes.create(vol)
+    c = dclient.containers.run(
+        "busybox", ["sh", "-c", "head -c 7000 /dev/zero > /data/f; head -c 3000 /dev/zero > /w"],
+        name=name, volumes={vol: {"bind": "/data", "mode": "rw"}}, detach=True)
+    c.wait()
     df = dclient.df()
-    assert {"Images", "Containers", "Volumes", "LayersSize"} <= set(df)
-    assert any("busybox:latest" in (i.get("RepoTags") or []) for i in df["Images"])
+    assert {"Images", "Containers", "Volumes", "LayersSize", "BuildCache"} <= set(df)
+    busybox = next(i for i in df["Images"] if "busybox:latest" in (i.get("RepoTags") or []))
+    assert busybox["Containers"] >= 1  # docker system df's ACTIVE counts it
+    assert busybox["SharedSize"] >= 0 and df["LayersSize"] >= busybox["Size"]
+    mine = next(x for x in df["Containers"] if x["Id"] == c.id)
+    assert 3000 <= mine["SizeRw"] < 3000 + 4096
+    assert mine["SizeRootFs"] == mine["SizeRw"] + busybox["Size"]
+    used = next(v for v in df["Volumes"] if v["Name"] == vol)
+    assert used["UsageData"] == {"Size": 7000, "RefCount": 1}
+    listed = dclient.api.containers(all=True, size=True, filters={"id": c.id})
+    assert listed[0]["SizeRw"] == mine["SizeRw"]
+    assert "SizeRw" not in dclient.api.containers(all=True, filters={"id": c.id})[0]
