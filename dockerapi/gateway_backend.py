@@ -209,31 +209,10 @@ class GatewayBackend:
     def st_image_pull(self, reference: str, auth: dict | None = None,
                       platform: str | None = None) -> Iterator[dict]:
         extra = {"platform": platform} if platform else {}
-        try:
-            for item in self._stream("registry.pull", reference, auth=_creds(auth), **extra):
-                # The engine's own lines say the digest and whether anything was new;
-                # its result (the image) is not a line of Docker's stream.
-                if not (isinstance(item, dict) and "result" in item and len(item) == 1):
-                    yield item
-        except EngineError as exc:
-            yield {"error": exc.message, "errorDetail": {"message": exc.message}}
+        yield from self._progress_lines("registry.pull", reference, auth=_creds(auth), **extra)
 
     def st_image_push(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
-        try:
-            image = self._call_in_thread("images.resolve", reference)
-            for item in self._stream("registry.push", reference, auth=_creds(auth)):
-                if isinstance(item, dict) and "result" in item and len(item) == 1:
-                    digest = item["result"]
-                    last = reference.rsplit("/", 1)[-1]
-                    tag = last.rsplit(":", 1)[1] if ":" in last else "latest"
-                    size = image.get("Size", 0)
-                    yield {"status": f"{tag}: digest: {digest} size: {size}"}
-                    yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest,
-                                                         "Size": size}}
-                else:
-                    yield item
-        except EngineError as exc:
-            yield {"error": exc.message, "errorDetail": {"message": exc.message}}
+        yield from self._progress_lines("registry.push", reference, auth=_creds(auth))
 
     def st_image_build(self, context: str, **kwargs: Any) -> Iterator[dict]:
         try:
@@ -241,15 +220,15 @@ class GatewayBackend:
                 data = fh.read()
         finally:
             os.unlink(context)
+        yield from self._progress_lines("builder.build", data, **kwargs)
+
+    def _progress_lines(self, op: str, *args: Any, **kwargs: Any) -> Iterator[dict]:
+        """Docker's JSON lines of a pull, push or build: the engine writes them all (the
+        digest, the ID, "Successfully tagged"); its result is not one of them, and an
+        error becomes the last line."""
         try:
-            for item in self._stream("builder.build", data, **kwargs):
-                if isinstance(item, dict) and "result" in item and len(item) == 1:
-                    image_id = (item["result"] or {}).get("Id", "")
-                    yield {"aux": {"ID": image_id}}
-                    yield {"stream": f"Successfully built {image_id.split(':')[-1][:12]}\n"}
-                    for tag in kwargs.get("tags") or []:
-                        yield {"stream": f"Successfully tagged {tag}\n"}
-                else:
+            for item in self._stream(op, *args, **kwargs):
+                if not (isinstance(item, dict) and "result" in item and len(item) == 1):
                     yield item
         except EngineError as exc:
             yield {"error": exc.message, "errorDetail": {"message": exc.message}}

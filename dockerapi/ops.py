@@ -327,54 +327,35 @@ def _progress_stream(run: Callable[[Callable[[dict], None]], Any]) -> Iterator[d
         yield item
 
 
+def _engine_lines(run: Callable[[Callable[[dict], None]], Any]) -> Iterator[dict]:
+    """The engine's own Docker JSON lines of a pull, push or build (they carry the digest,
+    the ID and the last status); its result is not one of them."""
+    for item in _progress_stream(run):
+        if "__result__" not in item:
+            yield item
+
+
 @stream
 def image_pull(engine, reference: str, auth: dict | None = None,
                platform: str | None = None) -> Iterator[dict]:
-    def run(progress):
-        image = engine.registry.pull(reference, auth=_credentials(auth), progress=progress,
-                                     platform=platform)
-        return image.id
-
-    for item in _progress_stream(run):
-        if "__result__" not in item:  # the engine's lines carry the digest and status
-            yield item
+    yield from _engine_lines(lambda progress: engine.registry.pull(
+        reference, auth=_credentials(auth), progress=progress, platform=platform))
 
 
 @stream
 def image_push(engine, reference: str, auth: dict | None = None) -> Iterator[dict]:
-    image = engine.images.resolve(reference)
-
-    def run(progress):
-        return engine.registry.push(reference, auth=_credentials(auth), progress=progress)
-
-    for item in _progress_stream(run):
-        if "__result__" in item:
-            digest = item["__result__"]
-            tag = reference.rsplit(":", 1)[1] if ":" in reference.rsplit("/", 1)[-1] else "latest"
-            size = sum(getattr(layer, "size", 0) for layer in image.layers)
-            yield {"status": f"{tag}: digest: {digest} size: {size}"}
-            yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": size}}
-        else:
-            yield item
+    yield from _engine_lines(lambda progress: engine.registry.push(
+        reference, auth=_credentials(auth), progress=progress))
 
 
 @stream
 def image_build(engine, context: str, **kwargs) -> Iterator[dict]:
     def run(progress):
         with open(context, "rb") as fh:
-            image = engine.builder.build(fh, progress=progress, **kwargs)
-        return image.id
+            return engine.builder.build(fh, progress=progress, **kwargs)
 
     try:
-        for item in _progress_stream(run):
-            if "__result__" in item:
-                image_id = item["__result__"]
-                yield {"aux": {"ID": image_id}}
-                yield {"stream": f"Successfully built {image_id.split(':')[-1][:12]}\n"}
-                for tag in kwargs.get("tags") or []:
-                    yield {"stream": f"Successfully tagged {tag}\n"}
-            else:
-                yield item
+        yield from _engine_lines(run)
     finally:
         try:
             os.unlink(context)

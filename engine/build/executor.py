@@ -971,6 +971,8 @@ class Builder:
             if unused:
                 run.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not "
                         "consumed\n")
+            if progress is not None:  # Docker's line that tells a client the image's ID
+                progress({"aux": {"ID": image.id}})
             run.out(f"Successfully built {image.short_id}\n")
             for ref in parsed_tags:
                 self.engine.images.tag(image.id, str(ref))

@@ -626,11 +626,11 @@ class ImageStore:
         state = self._load()
         images = [self._image(state, i) for i in state["images"]]
         filters = _normalize_filters(filters)
-        children = {m.get("parent") for m in state["images"].values() if m.get("parent")}
+        hidden = set() if all else _intermediate(state)
         out = []
         for img in images:
-            if not all and not img.repo_tags and img.id in children:
-                continue  # intermediate build steps are hidden like Docker's
+            if img.id in hidden:
+                continue
             if not self._match(img, filters, state):
                 continue
             out.append(img)
@@ -943,26 +943,32 @@ class ImageStore:
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def disk_usage(self) -> dict:
-        """Figures for ``docker system df``: images with shared and unique sizes."""
+        """Figures for ``docker system df``: images with shared and unique sizes.
+
+        Like Docker's, the list leaves out intermediate build steps (``images -a``
+        shows them); the layers' total counts every layer the store holds."""
         state = self._load()
         images = [self._image(state, i) for i in state["images"]]
         counts: dict[str, int] = {}
         for img in images:
             for la in img.layers:
                 counts[la.chain_id] = counts.get(la.chain_id, 0) + 1
+        hidden = _intermediate(state)
         out = []
         layers_size = 0
         seen: set[str] = set()
         for img in images:
+            for la in img.layers:
+                if la.chain_id not in seen:
+                    seen.add(la.chain_id)
+                    layers_size += la.size
+            if img.id in hidden:
+                continue
             summary = img.to_docker_summary()
             shared = sum(la.size for la in img.layers if counts[la.chain_id] > 1)
             summary["SharedSize"] = shared
             summary["Containers"] = len(self.in_use(img.id)) if self.in_use else 0
             out.append(summary)
-            for la in img.layers:
-                if la.chain_id not in seen:
-                    seen.add(la.chain_id)
-                    layers_size += la.size
         blobs_size = sum(self.blobs.size(d) for d in self.blobs.all())
         return {"LayersSize": layers_size, "Images": out, "BlobsSize": blobs_size}
 
@@ -1056,3 +1062,10 @@ def _until(value: str) -> float:
         return float(value)
     except ValueError:
         return parse_time(value) or time.time()
+
+
+def _intermediate(state: dict) -> set[str]:
+    """IDs of the intermediate build steps: untagged images that are another's parent,
+    which Docker hides from ``images`` (not ``images -a``) and from ``system df``."""
+    parents = {m.get("parent") for m in state["images"].values() if m.get("parent")}
+    return parents.intersection(state["images"]) - set(state["refs"].values())

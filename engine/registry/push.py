@@ -74,6 +74,9 @@ class Pusher:
             raise RegistryError(f"{self.where}: the registry stored the manifest as {answered}, "
                                 f"expected {digest}")
         self.progress({"status": f"{tag}: digest: {digest} size: {len(manifest_bytes)}"})
+        # What a client reads the pushed digest from (docker-py, ``push -q``).
+        self.progress({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest,
+                                                     "Size": len(manifest_bytes)}})
         return digest, len(manifest_bytes)
 
     def _mount_sources(self) -> list[str]:

@@ -179,15 +179,17 @@ def test_push_pull_build(docker_cli, made, registry_server, tmp_path):
     made.images += [f"{repo}:v1", f"{repo}:built"]
     docker_cli("tag", "busybox", f"{repo}:v1")
     out = docker_cli("push", f"{repo}:v1").stdout
-    assert "v1: digest: sha256:" in out
+    assert out.count("v1: digest: sha256:") == 1, out  # Docker's one line, the manifest's
     docker_cli("rmi", f"{repo}:v1")
     out = docker_cli("pull", f"{repo}:v1").stdout
-    assert "Digest:" in out or "Downloaded" in out or "Status:" in out
+    assert out.count("Digest: sha256:") == 1, out
+    assert out.count(f"Status: Downloaded newer image for {repo}:v1") == 1, out
     assert f"{repo}:v1" in docker_cli("images", "--format",
                                       "{{.Repository}}:{{.Tag}}").stdout.split()
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo built > /b\nCMD cat /b\n")
     build = docker_cli("build", "-t", f"{repo}:built", str(tmp_path))
-    assert "Successfully tagged" in build.stdout, build.stdout + build.stderr
+    assert build.stdout.count(f"Successfully tagged {repo}:built") == 1, build.stdout
+    assert build.stdout.count("Successfully built ") == 1, build.stdout
     assert docker_cli("run", "--rm", f"{repo}:built").stdout == "built\n"
     history = docker_cli("history", f"{repo}:built").stdout
     assert "RUN" in history or "echo built" in history

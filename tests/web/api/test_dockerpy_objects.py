@@ -31,8 +31,11 @@ def test_push_then_pull_from_the_local_registry(dclient, made, registry_server):
     assert dclient.images.get("busybox").tag(repo, "v1")
     lines = list(dclient.api.push(repo, tag="v1", stream=True, decode=True))
     assert not [x for x in lines if "error" in x], lines
-    digest = next(x["aux"]["Digest"] for x in lines if "aux" in x)
-    assert digest.startswith("sha256:")
+    [aux] = [x["aux"] for x in lines if "aux" in x]
+    digest = aux["Digest"]
+    assert digest.startswith("sha256:") and aux["Tag"] == "v1"
+    assert [x["status"] for x in lines if "digest: " in x.get("status", "")] == [
+        f"v1: digest: {digest} size: {aux['Size']}"]
     dclient.images.remove(f"{repo}:v1")
     with pytest.raises(docker.errors.ImageNotFound):
         dclient.images.get(f"{repo}:v1")
@@ -59,8 +62,11 @@ def test_build_with_args_labels_and_tag(dclient, made):
     image, logs = dclient.images.build(
         fileobj=_context({"Dockerfile": dockerfile, "note.txt": "a note\n"}), custom_context=True,
         tag=tag, buildargs={"WHO": "estiba"}, labels={"course": "containers"}, rm=True)
+    logs = list(logs)
     text = "".join(x.get("stream", "") for x in logs)
     assert "Step 1/5 : FROM busybox" in text
+    assert [x["aux"]["ID"] for x in logs if "aux" in x] == [image.id]
+    assert text.count("Successfully built") == 1 and text.count("Successfully tagged") == 1
     assert image.labels["course"] == "containers"
     out = dclient.containers.run(tag, name=made.uniq(), remove=True)
     assert out == b"hello estiba\na note\n"
@@ -188,6 +194,8 @@ def test_system_df_and_ps_size_measure_what_is_used_and_written(dclient, made):
     df = dclient.df()
     assert {"Images", "Containers", "Volumes", "LayersSize", "BuildCache"} <= set(df)
     busybox = next(i for i in df["Images"] if "busybox:latest" in (i.get("RepoTags") or []))
+    # like Docker's, the images are those `docker images` lists (no intermediate steps)
+    assert sorted(i["Id"] for i in df["Images"]) == sorted(i.id for i in dclient.images.list())
     assert busybox["Containers"] >= 1  # docker system df's ACTIVE counts it
     assert busybox["SharedSize"] >= 0 and df["LayersSize"] >= busybox["Size"]
     mine = next(x for x in df["Containers"] if x["Id"] == c.id)
