@@ -62,6 +62,9 @@ class Api:
             if _vtuple(req.version) < _vtuple(MIN_API_VERSION):
                 return error_response(400, f"client version {req.version} is too old. "
                                       f"Minimum supported API version is {MIN_API_VERSION}")
+            if _vtuple(req.version) > _vtuple(API_VERSION):  # Docker refuses it too
+                return error_response(400, f"client version {req.version} is too new. "
+                                      f"Maximum supported API version is {API_VERSION}")
         allowed = False
         for method, pattern, handler in self.routes:
             match = pattern.match(req.path)

@@ -139,8 +139,10 @@ def container_spec(body: Any, name: str | None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the container config must be a JSON object")
     image = body.get("Image")
-    if not image or not isinstance(image, str):
+    if not image:
         raise BadRequest("Config.Image is required (which image to run)")
+    if not isinstance(image, str):
+        raise BadRequest(f"Config.Image must be an image reference (a string), not {image!r}")
     hc = body.get("HostConfig") or {}
     if not isinstance(hc, dict):
         raise BadRequest("HostConfig must be an object")

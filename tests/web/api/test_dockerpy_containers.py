@@ -19,6 +19,15 @@ def test_version_ping_and_info(dclient):
     assert info["NCPU"] >= 1
 
 
+def test_versions_outside_the_supported_range_are_refused_as_docker_does(dclient):
+    # docker-py itself refuses to speak below 1.24, so the paths are asked for as they are.
+    for version, says in (("1.23", "too old. Minimum supported API version is 1.24"),
+                          ("1.99", "too new. Maximum supported API version is 1.41")):
+        resp = dclient.api._get(f"{dclient.api.base_url}/v{version}/version")
+        assert resp.status_code == 400 and says in resp.json()["message"], resp.text
+    assert dclient.api._get(f"{dclient.api.base_url}/v1.41/version").status_code == 200
+
+
 def test_run_list_logs_stop_remove(dclient, made):
     name = made.uniq()
     c = dclient.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2; sleep 60"],
@@ -104,6 +113,10 @@ def test_errors_are_dockers(dclient, made):
     with pytest.raises(docker.errors.APIError) as err:
         dclient.api.create_container("busybox", ["true"], host_config={"Memory": 100})
     assert err.value.status_code == 400
+    with pytest.raises(docker.errors.APIError) as err:
+        dclient.api.create_container(5, ["true"])
+    assert err.value.status_code == 400 and "Config.Image must be an image reference" in str(
+        err.value)
 
 
 def test_create_body_limits_mounts_and_inspect(dclient, made, tmp_path):
