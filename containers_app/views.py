@@ -158,9 +158,10 @@ def create(request: HttpRequest) -> HttpResponse:
                          initial={"image": request.GET.get("image", "busybox:latest")})
     if request.method == "POST" and form.is_valid():
         spec = form.spec()
-        if not _may_use_image(request.user, spec["image"]):
-            form.add_error("image", _("You may not use the image %(ref)s: it belongs to another "
-                                      "user.") % {"ref": spec["image"]})
+        try:
+            permissions.check_container_spec(request.user, spec)
+        except (permissions.Refused, gateway.errors.NotFound) as exc:
+            form.add_error(None, str(exc))
         else:
             try:
                 created = gateway.call("containers.create", spec)
@@ -181,23 +182,10 @@ def create(request: HttpRequest) -> HttpResponse:
     return render(request, "containers/create.html", {
         "form": form,
         "image_tags": sorted({t for i in images for t in (i.tags or [])}),
-        "network_names": sorted({"bridge", "none", "host"} | {n.name for n in networks}),
+        # the host's network is for administrators (permissions.check_container_spec)
+        "network_names": sorted({"bridge", "none"} | ({"host"} if is_admin else set())
+                                | {n.name for n in networks}),
     })
-
-
-def _may_use_image(user, ref: str) -> bool:
-    """False only when the image exists on this host and belongs to someone else."""
-    if permissions.is_admin(user):
-        return True
-    try:
-        permissions.get_visible(user, "image", ref)
-        return True
-    except gateway.errors.NotFound:
-        pass
-    for image in Image.objects.filter(host=gateway.default_host()).exclude(owner=user):
-        if ref in (image.tags or []) or image.engine_id == ref:
-            return image.owner_id is None
-    return True
 
 
 @engine_errors("containers:list")

@@ -120,6 +120,10 @@ class DjangoPolicy(RootPolicy):
             return
         raise NotFound(f"No such {kind}: {name.lstrip('/') or engine_id}")
 
+    async def check_create(self, req: Request, kind: str, spec: Any) -> None:
+        if kind == "container" and not req.is_admin:
+            await asyncio.to_thread(self.perm.check_container_spec, req.user, spec)
+
     async def check_admin_or_owner(self, req: Request, kind: str, ref: str) -> None:
         if req.is_admin:
             return

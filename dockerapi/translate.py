@@ -54,6 +54,52 @@ def _str_list(value: Any, field: str) -> list[str] | None:
     return list(value)
 
 
+def _bool(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"{field} must be true or false, not {value!r:.40}")
+    return value
+
+
+#: HostConfig fields estiba does not implement, with the value that means "not asked
+#: for" (what the docker CLI sends by default). Any other value is refused, so that a
+#: setting is never silently dropped (a --security-opt or --device that does nothing).
+UNSUPPORTED_HOST_CONFIG: dict[str, tuple[Any, ...]] = {
+    "VolumesFrom": (None, []), "Dns": (None, []), "DnsOptions": (None, []),
+    "DnsSearch": (None, []), "ExtraHosts": (None, []), "GroupAdd": (None, []),
+    "Links": (None, []), "OomScoreAdj": (None, 0), "PidMode": (None, "", "private"),
+    "IpcMode": (None, "", "private", "shareable"), "UTSMode": (None, "", "private"),
+    "UsernsMode": (None, "", "host"), "CgroupnsMode": (None, "", "private"),
+    "Cgroup": (None, ""), "CgroupParent": (None, ""), "SecurityOpt": (None, []),
+    "ShmSize": (None, 0), "Isolation": (None, "", "default"), "VolumeDriver": (None, "", "local"),
+    "BlkioWeight": (None, 0), "BlkioWeightDevice": (None, []), "BlkioDeviceReadBps": (None, []),
+    "BlkioDeviceWriteBps": (None, []), "BlkioDeviceReadIOps": (None, []),
+    "BlkioDeviceWriteIOps": (None, []), "CpuRealtimePeriod": (None, 0),
+    "CpuRealtimeRuntime": (None, 0), "CpusetMems": (None, ""), "Devices": (None, []),
+    "DeviceCgroupRules": (None, []), "DeviceRequests": (None, []),
+    "MemoryReservation": (None, 0), "MemorySwappiness": (None, -1),
+    "OomKillDisable": (None, False), "Ulimits": (None, []), "CpuCount": (None, 0),
+    "CpuPercent": (None, 0), "IOMaximumIOps": (None, 0), "IOMaximumBandwidth": (None, 0),
+    "KernelMemory": (None, 0), "KernelMemoryTCP": (None, 0), "Sysctls": (None, {}),
+    "Runtime": (None, ""), "Init": (None, False), "StorageOpt": (None, {}),
+    "MaskedPaths": (None,), "ReadonlyPaths": (None,),
+}
+
+
+def refuse_unsupported(hc: dict[str, Any]) -> None:
+    """A 400 naming the first HostConfig setting estiba would otherwise ignore."""
+    for name, unset in UNSUPPORTED_HOST_CONFIG.items():
+        value = hc.get(name)
+        if not any(value == u and type(value) is type(u) for u in unset):
+            raise BadRequest(f"HostConfig.{name} is not supported by estiba (got {value!r:.60});"
+                             " see the README's list of what does not work yet")
+    log_type = (hc.get("LogConfig") or {}).get("Type") or "json-file"
+    if log_type != "json-file":
+        raise BadRequest(f"HostConfig.LogConfig.Type {log_type!r} is not supported by estiba: "
+                         "it logs with json-file")
+
+
 def _int(value: Any, field: str, minimum: int = 0) -> int:
     if value is None:
         return 0
@@ -192,6 +238,15 @@ def container_spec(body: Any, name: str | None) -> dict[str, Any]:
     spec["pids_limit"] = 0 if pids is None else _int(pids, "HostConfig.PidsLimit", -1)
     spec["restart_policy"] = restart_policy(hc.get("RestartPolicy"))
     spec["auto_remove"] = bool(hc.get("AutoRemove"))
+    spec["cap_add"] = _str_list(hc.get("CapAdd"), "HostConfig.CapAdd") or []
+    spec["cap_drop"] = _str_list(hc.get("CapDrop"), "HostConfig.CapDrop") or []
+    spec["privileged"] = _bool(hc.get("Privileged"), "HostConfig.Privileged")
+    spec["read_only"] = _bool(hc.get("ReadonlyRootfs"), "HostConfig.ReadonlyRootfs")
+    console = hc.get("ConsoleSize")
+    if spec["tty"] and isinstance(console, list) and len(console) == 2 and all(
+            isinstance(v, int) and 0 < v < 10000 for v in console):
+        spec["tty_size"] = (console[0], console[1])  # rows, columns, before the first byte
+    refuse_unsupported(hc)
     if spec["auto_remove"] and spec["restart_policy"] != "no":
         raise BadRequest("can't create a container with both AutoRemove and a RestartPolicy")
     mode = hc.get("NetworkMode") or "bridge"

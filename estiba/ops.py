@@ -35,7 +35,7 @@ CALL_OPS = frozenset({
     "containers.unpause", "containers.remove", "containers.wait", "containers.rename",
     "containers.top", "containers.stats", "containers.changes", "containers.exec_create",
     "containers.exec_inspect", "containers.commit", "containers.ids_using_image",
-    "containers.prune", "containers.update", "containers.archive_put",
+    "containers.prune", "containers.archive_put",
     "images.list", "images.resolve", "images.tag", "images.remove", "images.prune",
     "images.history", "images.disk_usage", "images.import_rootfs", "images.load",
     "registry.pull", "registry.push", "registry.check_login",

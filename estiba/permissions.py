@@ -171,3 +171,70 @@ def visible_engine_ids(user: Any, kind: str, host: str | None = None) -> set[str
         return None
     qs = visible(user, model_for(kind).objects.filter(host=host or default_host()))
     return set(qs.values_list("engine_id", flat=True))
+
+
+def check_container_spec(user: Any, spec: dict[str, Any], host: str | None = None) -> None:
+    """Refuse what only an administrator may ask of a new container.
+
+    The engine runs as root, so a container spec can hand out the host: a bind
+    mount of ``/``, ``--privileged``, an added capability like ``SYS_ADMIN``, the
+    host's network. Those are for administrators. Others may use only what they
+    may see: an image, a volume, a network, or the container whose network they
+    would share. The dashboard's form and the REST API both ask here.
+    """
+    if is_admin(user):
+        return
+    if spec.get("privileged"):
+        raise Refused(_("Only an administrator may run a privileged container."))
+    if spec.get("cap_add"):
+        raise Refused(_("Only an administrator may add capabilities to a container "
+                        "(%(caps)s); dropping them is allowed.")
+                      % {"caps": ", ".join(spec["cap_add"])})
+    image = spec.get("image") or ""
+    if not may_use_image(user, image, host):
+        raise Refused(_("You may not use the image %(ref)s: it belongs to another user.")
+                      % {"ref": image})
+    for mount in spec.get("mounts") or []:
+        _check_mount(user, mount, host)
+    mode = spec.get("network_mode") or "bridge"
+    if mode == "host":
+        raise Refused(_("Only an administrator may give a container the host's network."))
+    if mode.startswith("container:"):
+        get_visible(user, "container", mode.split(":", 1)[1], host)
+    names = {mode, *(spec.get("networks") or {})} - {"bridge", "none", "default"}
+    for name in sorted(n for n in names if not n.startswith("container:")):
+        get_visible(user, "network", name, host)
+
+
+def _check_mount(user: Any, mount: dict[str, Any], host: str | None) -> None:
+    kind, source = mount.get("type"), mount.get("source") or ""
+    if kind == "bind":
+        raise Refused(_("Only an administrator may mount a directory of the host (%(path)s); "
+                        "use a named volume.") % {"path": source})
+    if kind == "volume" and source:
+        from estiba.gateway import default_host
+
+        row = model_for("volume").objects.filter(host=host or default_host(),
+                                                 engine_id=source).first()
+        if row is not None and not may_use(user, row):
+            raise Refused(_("You may not use the volume %(name)s: it belongs to another user.")
+                          % {"name": source})
+
+
+def may_use_image(user: Any, ref: str, host: str | None = None) -> bool:
+    """False only when the image exists on the host and belongs to someone else."""
+    from estiba.gateway import default_host
+
+    if is_admin(user):
+        return True
+    try:
+        get_visible(user, "image", ref, host)
+        return True
+    except errors.NotFound:
+        pass
+    wanted = {ref, ref + ":latest"} if ":" not in ref.rsplit("/", 1)[-1] else {ref}
+    model = model_for("image")
+    for image in model.objects.filter(host=host or default_host()).exclude(owner=user):
+        if wanted & set(image.tags or []) or image.engine_id in (ref, "sha256:" + ref):
+            return image.owner_id is None
+    return True

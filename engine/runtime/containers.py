@@ -48,12 +48,13 @@ from engine.errors import (
     RuntimeFailure,
 )
 from engine.images.changes import apply_changes
-from engine.runtime import archive, dynmods, shim
+from engine.runtime import archive, dynmods, privileges, shim
 from engine.runtime import rootfs as rootfs_mod
 from engine.runtime.launcher import LAUNCHER
 from engine.runtime.logs import LogEntry, read_logs
 from engine.runtime.oci import OCIRuntime, select_runtime
 from engine.runtime.spec import (
+    DEFAULT_CAPS,
     DEFAULT_PATH,
     build_spec,
     merge_env,
@@ -124,6 +125,11 @@ class ContainerSpec:
     stop_signal: str = ""
     stop_timeout: int | None = None
     read_only: bool = False
+    #: Capability names to add to / drop from Docker's default set (``ALL`` allowed).
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    #: Every capability, no seccomp, the host's devices (privileges.py): admins only.
+    privileged: bool = False
     #: (height, width) of the terminal when ``tty`` is set.
     tty_size: tuple[int, int] | None = None
     log_max_size: int = 20 * 1024 * 1024
@@ -314,6 +320,9 @@ class Container:
             "RestartPolicy": {"Name": name, "MaximumRetryCount": int(count or 0)},
             "AutoRemove": s.auto_remove,
             "ReadonlyRootfs": s.read_only,
+            "Privileged": s.privileged,
+            "CapAdd": list(s.cap_add) or None,
+            "CapDrop": list(s.cap_drop) or None,
             "Memory": s.memory,
             "MemorySwap": s.memory_swap,
             "CpuShares": s.cpu_shares,
@@ -328,9 +337,6 @@ class Container:
                           "Config": {"max-size": str(s.log_max_size),
                                      "max-file": str(s.log_max_files)}},
             "Runtime": self.config.get("Runtime", ""),
-            "CapAdd": None,
-            "CapDrop": None,
-            "Privileged": False,
         }
 
     def to_docker_summary(self) -> dict[str, Any]:
@@ -687,12 +693,15 @@ class ContainerManager:
             network_ready = True
             etc_mounts, hosts_path = self._etc_mounts(c, sandbox_files)
             mounts += etc_mounts
+            caps = container_caps(c.spec)
             oci = build_spec(
                 args=args, env=env, cwd=cwd, user=user["user"], hostname=c.config["Hostname"],
                 domainname=c.spec.domainname, tty=c.spec.tty, resources_=resources(c.spec),
                 cgroups_path=c.cgroups_path, netns_path=netns, extra_mounts=mounts,
-                seccomp=seccomp_profile(str(self.engine.config.seccomp_profile)),
+                seccomp=None if c.spec.privileged else seccomp_profile(
+                    str(self.engine.config.seccomp_profile), tuple(caps)),
                 read_only=c.spec.read_only, console_size=c.spec.tty_size,
+                caps=caps, privileged=c.spec.privileged,
             )
             self.runtime_for(c).prepare(oci)
             write_json_atomic(cdir.bundle / "config.json", oci)
@@ -1193,9 +1202,13 @@ class ContainerManager:
     def attach(self, id_or_name: str, stdin: bool = True, stdout: bool = True,
                stderr: bool = True, logs: bool = False, stream: bool = True) -> AttachSession:
         c = self.get(id_or_name)
-        backlog = list(self.logs(c.id, stdout=stdout, stderr=stderr)) if logs else []
+        live = stream and c.state.status in ("running", "paused", "restarting")
+        # A live attach gets its backlog from the supervisor, with no gap before the
+        # live output (see Supervisor._send_backlog); a stopped container's is its log.
+        backlog = list(self.logs(c.id, stdout=stdout, stderr=stderr)) if logs and not live \
+            else []
         sock = None
-        if stream and c.state.status in ("running", "paused", "restarting"):
+        if live:
             path = self.sock_dir / f"{c.id[:16]}.attach"
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -1206,7 +1219,7 @@ class ContainerManager:
             import json
 
             sock.sendall(json.dumps({"stdin": stdin and c.spec.open_stdin, "stdout": stdout,
-                                     "stderr": stderr}).encode() + b"\n")
+                                     "stderr": stderr, "logs": logs}).encode() + b"\n")
         return AttachSession(sock, backlog, tty=c.spec.tty)
 
     # -- delegated: exec, top, stats, diff ----------------------------------------------
@@ -1450,6 +1463,11 @@ def finish_deletes() -> None:
         thread.join()
 
 
+def container_caps(spec: ContainerSpec) -> list[str]:
+    """The capability set ``spec`` asks for (Docker's default changed by its adds and drops)."""
+    return privileges.capabilities(DEFAULT_CAPS, spec.cap_add, spec.cap_drop, spec.privileged)
+
+
 def _check_types(spec: ContainerSpec) -> None:
     """Fields come from forms and API bodies: wrong types are the caller's error, said so."""
     def strings(name: str, value: Any, optional: bool = True) -> None:
@@ -1463,6 +1481,10 @@ def _check_types(spec: ContainerSpec) -> None:
     strings("cmd", spec.cmd)
     strings("entrypoint", spec.entrypoint)
     strings("env", spec.env, optional=False)
+    strings("cap_add", spec.cap_add, optional=False)
+    strings("cap_drop", spec.cap_drop, optional=False)
+    if not isinstance(spec.privileged, bool):
+        raise InvalidArgument(f"privileged must be true or false, not {spec.privileged!r:.40}")
     if not isinstance(spec.labels, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in spec.labels.items()):
         raise InvalidArgument("labels must map strings to strings")
@@ -1488,6 +1510,7 @@ def _check_types(spec: ContainerSpec) -> None:
 
 def _validate(spec: ContainerSpec) -> None:
     _check_types(spec)
+    container_caps(spec)  # an unknown capability is refused at create
     name, _, count = (spec.restart_policy or "no").partition(":")
     if name not in RESTART_POLICIES or (count and (name != "on-failure" or not count.isdigit())):
         raise InvalidArgument(f"invalid restart policy {spec.restart_policy!r}: use no, always, "

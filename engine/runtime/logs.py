@@ -75,6 +75,10 @@ class JsonLogWriter:
         if self._fh is not None:
             self._fh.flush()
 
+    def pending(self, stream: str) -> bytes:
+        """What ``stream`` printed after its last newline: not in the log yet."""
+        return self._partial.get(stream, b"")
+
     def flush_partial(self) -> None:
         """At the end of the output, a last line without newline is still an entry."""
         for stream, rest in self._partial.items():

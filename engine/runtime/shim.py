@@ -50,7 +50,7 @@ from typing import Any
 
 from engine.events import Event, append_to_journal
 from engine.runtime.fdpass import received_fds, space_for
-from engine.runtime.logs import JsonLogWriter
+from engine.runtime.logs import JsonLogWriter, read_logs
 from engine.runtime.oci import OCIRuntime
 from engine.runtime.store import ContainerDir, rfc3339
 
@@ -525,10 +525,36 @@ class Supervisor:
         except (OSError, ValueError):
             conn.close()
             return
+        info = {"stdin": bool(opts.get("stdin")), "stdout": opts.get("stdout", True),
+                "stderr": opts.get("stderr", True), "buf": b""}
+        if opts.get("logs") and not self._send_backlog(conn, info):
+            return
         conn.setblocking(False)
-        self.clients[conn] = {"stdin": bool(opts.get("stdin")), "stdout": opts.get("stdout", True),
-                              "stderr": opts.get("stderr", True), "buf": b""}
+        self.clients[conn] = info
         self.sel.register(conn, selectors.EVENT_READ, ("client", None))
+
+    def _send_backlog(self, conn: socket.socket, info: dict) -> bool:
+        """Send an attaching client everything printed so far, then it is live.
+
+        This loop is the only writer of the log, so between the last entry read
+        here and the first live frame nothing can be missed or repeated — which an
+        attach that read the log first and connected after could not promise (a
+        prompt printed without a newline, in the log writer's line buffer, fell
+        in between).
+        """
+        streams = [name for name in ("stdout", "stderr") if info[name]]
+        frames = [_frame(STREAM_STDOUT if e.stream == "stdout" else STREAM_STDERR, e.data)
+                  for e in read_logs(self.cdir.log_file, stdout=info["stdout"],
+                                     stderr=info["stderr"])]
+        frames += [_frame(STREAM_STDOUT if name == "stdout" else STREAM_STDERR, pending)
+                   for name in streams if (pending := self.log.pending(name))]
+        try:
+            conn.settimeout(30)
+            conn.sendall(b"".join(frames))
+        except OSError:
+            conn.close()
+            return False
+        return True
 
     def _client_input(self, conn: socket.socket) -> None:
         info = self.clients.get(conn)

@@ -5,7 +5,8 @@ else: which namespaces it gets (pid, mount, uts, ipc, network, cgroup), its
 hostname, environment, working directory and user (resolved through the
 *image's* ``/etc/passwd`` and ``/etc/group``, never the host's), the resource
 limits the kernel enforces through cgroups (memory, swap, CPU shares, quota
-and cpuset, pids), the capabilities Docker grants by default and no more, the
+and cpuset, pids), the capabilities (Docker's default set, or the one
+``--cap-add``/``--cap-drop``/``--privileged`` make of it: privileges.py), the
 seccomp filter (``/usr/share/containers/seccomp.json`` converted from the
 containers/common shape to the OCI one), the ``/proc`` and ``/sys`` paths that
 are masked or made read-only, and the rlimits, clamped to the host's hard
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidArgument
+from engine.runtime.privileges import host_devices
 from engine.runtime.rootfs import resolve_in_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -57,6 +59,8 @@ DEFAULT_DEVICE_RULES = [
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},  # pts
     {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},  # fuse
 ]
+#: A privileged container's rule: every device node.
+ALL_DEVICES = [{"allow": True, "access": "rwm"}]
 
 #: Wanted soft/hard rlimits (containerd's default NOFILE); clamped to the host's hard limits.
 WANTED_RLIMITS = {"RLIMIT_NOFILE": (1048576, 1048576)}
@@ -147,7 +151,8 @@ def _parse_cpuset(text: str) -> set[int]:
 
 def resources(spec: Any) -> dict[str, Any]:
     """``linux.resources`` from the container's limits; a bad limit is an InvalidArgument."""
-    res: dict[str, Any] = {"devices": DEFAULT_DEVICE_RULES}
+    res: dict[str, Any] = {"devices": ALL_DEVICES if getattr(spec, "privileged", False)
+                           else DEFAULT_DEVICE_RULES}
     memory = int(spec.memory or 0)
     swap = int(spec.memory_swap or 0)
     if memory < 0:
@@ -308,8 +313,14 @@ def build_spec(
     seccomp: dict | None,
     read_only: bool = False,
     console_size: tuple[int, int] | None = None,
+    caps: list[str] | None = None,
+    privileged: bool = False,
 ) -> dict[str, Any]:
-    """The complete OCI ``config.json`` for one container (root is ``rootfs`` in the bundle)."""
+    """The complete OCI ``config.json`` for one container (root is ``rootfs`` in the bundle).
+
+    ``caps`` is the capability set (Docker's default when None); ``privileged`` takes
+    the guards off (see ``privileges``): the caller passes no seccomp filter with it.
+    """
     namespaces: list[dict[str, str]] = [
         {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
     ]
@@ -327,23 +338,26 @@ def build_spec(
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
+         "options": ["nosuid", "noexec", "nodev", "rw" if privileged else "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["ro", "nosuid", "noexec", "nodev"]},
+         "options": ["rw" if privileged else "ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         *extra_mounts,
     ]
-    caps = list(DEFAULT_CAPS)
+    caps = list(DEFAULT_CAPS) if caps is None else caps
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "resources": resources_,
         "cgroupsPath": cgroups_path,
-        "maskedPaths": MASKED_PATHS,
-        "readonlyPaths": READONLY_PATHS,
     }
+    if privileged:
+        linux["devices"] = host_devices()
+    else:
+        linux["maskedPaths"] = MASKED_PATHS
+        linux["readonlyPaths"] = READONLY_PATHS
     if seccomp:
         linux["seccomp"] = seccomp
     process_extra: dict[str, Any] = {}

@@ -119,6 +119,22 @@ def test_attach_streams_and_stdin(engine, containers):
     assert engine.containers.wait(c.id, timeout=20) == 0
 
 
+@pytest.mark.parametrize("tty", [True, False])
+def test_attach_with_the_log_misses_nothing_printed_before(engine, containers, tty):
+    """``docker run -it`` attaches once the container started: what it printed by then —
+    a prompt with no newline, in the log writer's line buffer — comes first, once."""
+    c = containers(cmd=["sh", "-c", "printf 'one\\n/ # '; sleep 0.5; echo two"], tty=tty,
+                   open_stdin=True, start=True)
+    wait_for(lambda: b"one" in b"".join(e.data for e in engine.containers.logs(c.id)))
+    time.sleep(0.1)  # the prompt is printed too, and not logged: no newline yet
+    session = engine.containers.attach(c.id, logs=True)
+    got = b"".join(data for _stream, data in iter(lambda: session.read(10), None))
+    session.close()
+    newline = b"\r\n" if tty else b"\n"
+    assert got == b"one" + newline + b"/ # two" + newline
+    assert session.exit_code == 0
+
+
 def test_tty_through_the_console_socket(engine, containers):
     c = containers(cmd=["sh", "-c", "tty; stty size; read x; echo typed $x"], tty=True,
                    open_stdin=True, tty_size=(30, 100), start=True)

@@ -26,7 +26,12 @@ from tests.fixtures.services import serve_directory
 
 
 class Terminal:
-    """A command on a pty: send keys, wait for text, get its exit code."""
+    """A command on a pty: send keys, wait for text, get its exit code.
+
+    Like a terminal emulator, it answers a program's cursor-position query
+    (``ESC [6n``, which busybox's shell sends before its prompt once it knows the
+    terminal's size) with a position; a program would otherwise wait for it.
+    """
 
     def __init__(self, argv: list[str], env: dict) -> None:
         self.pid, self.fd = pty.fork()
@@ -51,6 +56,8 @@ class Terminal:
                 if not data:
                     raise AssertionError(f"{text!r} not seen before EOF: {self.out[-500:]!r}")
                 self.out += data
+                for _query in range(data.count(b"\x1b[6n")):
+                    self.send(b"\x1b[1;1R")
         return self.out
 
     def send(self, data: bytes) -> None:
@@ -342,3 +349,28 @@ def test_volume_and_network_commands(docker_cli, made):
     docker_cli("network", "rm", net)
     docker_cli("volume", "rm", vol)
     assert vol not in docker_cli("volume", "ls", "-q").stdout.split()
+
+
+def test_capabilities_read_only_root_and_settings_estiba_lacks(docker_cli, made):
+    out = docker_cli("run", "--rm", "--cap-drop", "ALL", "--cap-add", "chown", "busybox", "sh",
+                     "-c", "grep CapEff /proc/self/status; mknod /n c 1 3 || echo no-mknod")
+    assert out.stdout.split()[:2] == ["CapEff:", "0000000000000001"]  # CAP_CHOWN alone
+    assert "no-mknod" in out.stdout
+    out = docker_cli("run", "--rm", "--privileged", "busybox", "sh", "-c",
+                     "grep Seccomp: /proc/self/status")
+    assert out.stdout.split() == ["Seccomp:", "0"]
+    out = docker_cli("run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c",
+                     "touch /scratch/ok && echo tmpfs-ok; touch /nope", check=False)
+    assert out.returncode == 1 and "tmpfs-ok" in out.stdout
+    assert "touch: /nope: Read-only file system" in out.stderr
+    name = made.uniq()
+    docker_cli("create", "--name", name, "--read-only", "--cap-add", "NET_ADMIN", "busybox")
+    host_config = json.loads(docker_cli("inspect", name).stdout)[0]["HostConfig"]
+    assert host_config["ReadonlyRootfs"] is True and host_config["CapAdd"] == ["CAP_NET_ADMIN"]
+    # a setting estiba does not implement is refused, never dropped without a word
+    for flag in (["--dns", "10.0.0.1"], ["--security-opt", "no-new-privileges"],
+                 ["--log-driver", "none"]):
+        bad = docker_cli("run", "--rm", *flag, "busybox", "true", check=False)
+        assert bad.returncode != 0 and "is not supported by estiba" in bad.stderr, flag
+    bad = docker_cli("run", "--rm", "--cap-add", "FLY", "busybox", "true", check=False)
+    assert bad.returncode != 0 and "unknown capability 'CAP_FLY' in --cap-add" in bad.stderr

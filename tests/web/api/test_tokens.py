@@ -93,3 +93,41 @@ def test_a_users_build_may_not_add_from_this_hosts_urls(api_server, users):
         assert errors and "only an administrator's build may fetch from there" in errors[-1]
     finally:
         alice.close()
+
+
+def test_what_hands_out_the_host_is_for_administrators(api_server, users, dclient, made,
+                                                       tmp_path):
+    """Root runs the engine: a bind of /, --privileged, an added capability or the host's
+    network would make any user root on the host, so a user's token is refused them."""
+    alice = _client(api_server, _token(api_server, "alice", users["alice"]))
+    bob = _client(api_server, _token(api_server, "bob", users["bob"]))
+    vol = made.uniq("v")
+    try:
+        asks = [
+            ({"volumes": {"/": {"bind": "/host", "mode": "rw"}}},
+             "Only an administrator may mount a directory of the host (/)"),
+            ({"privileged": True}, "Only an administrator may run a privileged container"),
+            ({"cap_add": ["SYS_ADMIN"]}, "Only an administrator may add capabilities"),
+            ({"network_mode": "host"}, "Only an administrator may give a container the host's"),
+        ]
+        for kwargs, says in asks:
+            with pytest.raises(docker.errors.APIError) as err:
+                alice.containers.create("busybox", ["true"], **kwargs)
+            assert err.value.response.status_code == 403 and says in str(err.value), kwargs
+        # a user's own volume is theirs alone; dropping capabilities is anyone's right
+        alice.volumes.create(vol)
+        with pytest.raises(docker.errors.APIError) as err:
+            bob.containers.create("busybox", ["true"], volumes={vol: {"bind": "/d"}})
+        assert err.value.response.status_code == 403 and vol in str(err.value)
+        name = made.uniq()
+        out = alice.containers.run("busybox", ["sh", "-c", "grep CapEff /proc/self/status"],
+                                   name=name, cap_drop=["ALL"], volumes={vol: {"bind": "/d"}})
+        assert out.split() == [b"CapEff:", b"0000000000000000"]
+        # the socket's root is an administrator: it may do all of the above
+        out = dclient.containers.run("busybox", ["ls", "/host/etc/hostname"], remove=True,
+                                     volumes={"/": {"bind": "/host", "mode": "ro"}},
+                                     cap_add=["NET_ADMIN"])
+        assert out == b"/host/etc/hostname\n"
+    finally:
+        alice.close()
+        bob.close()
