@@ -110,14 +110,17 @@ class Engine:
     def disk_usage(self) -> dict:
         """Docker's ``/system/df``: images with their shared sizes and the containers
         made from them, containers with what they wrote, volumes with what they hold."""
+        from collections import Counter
+
         from engine.disk import tree_size
 
-        usage = self.images.disk_usage()
+        listed = self.containers.list(all=True, size=True)
+        usage = self.images.disk_usage(users=Counter(c.image_id for c in listed))
         volumes = []
         for vol in self.volumes.list():
             doc = vol.to_docker()
             doc["UsageData"] = {"Size": tree_size(vol.mountpoint), "RefCount": len(vol.users)}
             volumes.append(doc)
-        containers = [c.to_docker_summary() for c in self.containers.list(all=True, size=True)]
         return {"LayersSize": usage["LayersSize"], "Images": usage["Images"],
-                "Containers": containers, "Volumes": volumes, "BuildCache": []}
+                "Containers": [c.to_docker_summary() for c in listed], "Volumes": volumes,
+                "BuildCache": []}

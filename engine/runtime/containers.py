@@ -371,7 +371,7 @@ class Container:
         """Docker's ``SizeRw`` and ``SizeRootFs``, when they were measured."""
         if self.size_rw is None:
             return {}
-        return {"SizeRw": self.size_rw, "SizeRootFs": self.size_root_fs or self.size_rw}
+        return {"SizeRw": self.size_rw, "SizeRootFs": self.size_root_fs}
 
 
 def human_status(state: State) -> str:
@@ -527,6 +527,7 @@ class ContainerManager:
         number. ``size`` also measures what each one wrote (``docker ps -s``), which walks
         their upper dirs."""
         out = []
+        image_sizes: dict[str, int] = {}  # containers of one image share its size
         candidates = self._candidates()
         for gone in set(list(self._configs)) - set(candidates):
             self._configs.pop(gone, None)
@@ -538,17 +539,19 @@ class ContainerManager:
                 continue
             if filters and not _matches(c, filters):
                 continue
-            out.append(self._measured(c) if size else c)
+            out.append(self._measured(c, image_sizes) if size else c)
         return sorted(out, key=lambda c: c.created, reverse=True)
 
-    def _measured(self, c: Container) -> Container:
-        """``c`` with its sizes: its upper dir's, and that plus its image's."""
+    def _measured(self, c: Container, image_sizes: dict[str, int]) -> Container:
+        """``c`` with its sizes: its upper dir's, and that plus its image's (looked up
+        once per image in ``image_sizes``: each lookup reads the image store's index)."""
         rw = tree_size(c.upper_dir)
-        try:
-            image = self.engine.images.resolve(c.image_id).size
-        except NotFound:  # removed with --force while the container stayed
-            image = 0
-        return replace(c, size_rw=rw, size_root_fs=rw + image)
+        if c.image_id not in image_sizes:
+            try:
+                image_sizes[c.image_id] = self.engine.images.resolve(c.image_id).size
+            except NotFound:  # removed with --force while the container stayed
+                image_sizes[c.image_id] = 0
+        return replace(c, size_rw=rw, size_root_fs=rw + image_sizes[c.image_id])
 
     def ids_using_image(self, image_id: str) -> list[str]:
         return [cid for cid in self._ids()

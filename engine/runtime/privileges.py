@@ -19,6 +19,7 @@ which is why only an administrator may ask for it.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterable
@@ -42,10 +43,9 @@ CAP_NAMES = [
 _SKIP_DEV = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"}
 
 
-def all_caps() -> list[str]:
-    """Every capability this host can hand out, as ``CAP_...`` names: those in our own
-    bounding set (a host may withhold some, even from root; no process can pass on
-    what it does not hold)."""
+@functools.cache
+def _bounded_caps() -> tuple[str, ...]:
+    """Read once: a process's bounding set only ever shrinks, and ours is not changed."""
     bounding = (1 << len(CAP_NAMES)) - 1
     try:
         with open("/proc/self/status") as fh:
@@ -55,13 +55,20 @@ def all_caps() -> list[str]:
                     break
     except (OSError, ValueError):
         pass
-    return ["CAP_" + name for n, name in enumerate(CAP_NAMES) if bounding >> n & 1]
+    return tuple("CAP_" + name for n, name in enumerate(CAP_NAMES) if bounding >> n & 1)
+
+
+def all_caps() -> list[str]:
+    """Every capability this host can hand out, as ``CAP_...`` names: those in our own
+    bounding set (a host may withhold some, even from root; no process can pass on
+    what it does not hold)."""
+    return list(_bounded_caps())
 
 
 def normalize(names: Iterable[str], what: str) -> list[str]:
     """``net_admin`` or ``CAP_NET_ADMIN`` -> ``CAP_NET_ADMIN``, ``all`` -> ``ALL``; an
     unknown name is an error that says where it was given."""
-    known = set(all_caps())
+    known = _bounded_caps()
     out = []
     for raw in names:
         name = raw.strip().upper()

@@ -60,6 +60,7 @@ PR_SET_NAME = 15
 FRAME_STDIN, FRAME_CLOSE_STDIN, FRAME_RESIZE = 0, 1, 2
 #: shim -> client: stream 1 stdout, 2 stderr, and 3 carries the exit code at the end
 STREAM_STDOUT, STREAM_STDERR, STREAM_EXIT = 1, 2, 3
+_STREAM_IDS = {"stdout": STREAM_STDOUT, "stderr": STREAM_STDERR}
 
 
 def parse_restart_policy(policy: str) -> tuple[str, int]:
@@ -490,7 +491,7 @@ class Supervisor:
             os.close(fd)
             return
         self.log.write(stream, data)
-        frame = _frame(STREAM_STDOUT if stream == "stdout" else STREAM_STDERR, data)
+        frame = _frame(_STREAM_IDS[stream], data)
         for conn, info in list(self.clients.items()):
             if info.get(stream):
                 self._send(conn, frame)
@@ -543,10 +544,10 @@ class Supervisor:
         in between).
         """
         streams = [name for name in ("stdout", "stderr") if info[name]]
-        frames = [_frame(STREAM_STDOUT if e.stream == "stdout" else STREAM_STDERR, e.data)
+        frames = [_frame(_STREAM_IDS[e.stream], e.data)
                   for e in read_logs(self.cdir.log_file, stdout=info["stdout"],
                                      stderr=info["stderr"])]
-        frames += [_frame(STREAM_STDOUT if name == "stdout" else STREAM_STDERR, pending)
+        frames += [_frame(_STREAM_IDS[name], pending)
                    for name in streams if (pending := self.log.pending(name))]
         try:
             conn.settimeout(30)

@@ -151,8 +151,7 @@ def _parse_cpuset(text: str) -> set[int]:
 
 def resources(spec: Any) -> dict[str, Any]:
     """``linux.resources`` from the container's limits; a bad limit is an InvalidArgument."""
-    res: dict[str, Any] = {"devices": ALL_DEVICES if getattr(spec, "privileged", False)
-                           else DEFAULT_DEVICE_RULES}
+    res: dict[str, Any] = {"devices": ALL_DEVICES if spec.privileged else DEFAULT_DEVICE_RULES}
     memory = int(spec.memory or 0)
     swap = int(spec.memory_swap or 0)
     if memory < 0:
